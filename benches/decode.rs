@@ -1,0 +1,128 @@
+//! Decode + sample throughput: sampled frames/s at interval 1 and 30 on 720p and 1080p
+//! H.264 with B-frames, with and without non-reference skipping and frame threads.
+//! Prints a table and ratios against the plain configuration measured in the same run.
+//!
+//! Run: `scripts/bench.sh decode` (or `cargo bench --bench decode` after sourcing
+//! scripts/env.sh). Test videos are generated once into `$VIDINFER_CACHE/bench/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use vidinfer::video::{DecodeOptions, Decoder, Resize, Sampling};
+
+fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("VIDINFER_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("vidinfer"));
+    let dir = base.join("bench");
+    std::fs::create_dir_all(&dir).expect("create bench cache dir");
+    dir
+}
+
+/// A 10 s, 30 fps H.264 clip with x264's default settings (medium preset, 3 B-frames,
+/// B-pyramid): the shape of a typical phone or camera upload.
+fn clip(dir: &Path, width: u32, height: u32) -> PathBuf {
+    let path = dir.join(format!("x264-{height}p30-10s.mp4"));
+    if !path.exists() {
+        eprintln!("generating {}", path.display());
+        let src = format!("testsrc2=size={width}x{height}:rate=30:duration=10");
+        let tmp = path.with_extension("tmp.mp4");
+        let ok = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                &src,
+            ])
+            .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+            .arg(&tmp)
+            .status()
+            .expect("run ffmpeg")
+            .success();
+        assert!(ok, "ffmpeg failed");
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    path
+}
+
+struct Run {
+    kept: u64,
+    decoded: u64,
+    seconds: f64,
+}
+
+fn run(path: &Path, interval: u32, skip: bool, threads: usize) -> Run {
+    let opts = DecodeOptions {
+        sampling: Sampling::EveryNth(interval),
+        // The legacy pipeline's frame size.
+        resize: Resize::Stretch {
+            width: 1024,
+            height: 1024,
+        },
+        skip_non_ref: skip,
+        threads,
+        ..Default::default()
+    };
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            let mut dec = Decoder::open(path, opts.clone()).expect("open");
+            let mut kept = 0;
+            while let Some(f) = dec.next_frame().expect("decode") {
+                std::hint::black_box(&f.rgb);
+                kept += 1;
+            }
+            Run {
+                kept,
+                decoded: dec.frames_decoded(),
+                seconds: start.elapsed().as_secs_f64(),
+            }
+        })
+        .min_by(|a, b| a.seconds.total_cmp(&b.seconds))
+        .unwrap()
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing to parse.
+    let dir = cache_dir();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "decode benchmark: {cores} cores; best of 3 runs; frames stretched to 1024x1024 RGB24"
+    );
+    println!(
+        "{:<8} {:>8} {:>5} {:>7} {:>6} {:>8} {:>10} {:>10}  ratio vs plain",
+        "video", "interval", "skip", "threads", "kept", "decoded", "seconds", "kept/s"
+    );
+    for (w, h) in [(1280, 720), (1920, 1080)] {
+        let path = clip(&dir, w, h);
+        for interval in [1u32, 30] {
+            let mut plain = None;
+            for (skip, threads) in [(false, 1), (false, 0), (true, 1), (true, 0)] {
+                let r = run(&path, interval, skip, threads);
+                let rate = r.kept as f64 / r.seconds;
+                let base = *plain.get_or_insert(rate);
+                println!(
+                    "{:<8} {:>8} {:>5} {:>7} {:>6} {:>8} {:>10.3} {:>10.1}  {:.2}x",
+                    format!("{h}p"),
+                    interval,
+                    if skip { "on" } else { "off" },
+                    if threads == 0 {
+                        "auto".to_string()
+                    } else {
+                        threads.to_string()
+                    },
+                    r.kept,
+                    r.decoded,
+                    r.seconds,
+                    rate,
+                    rate / base
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! # vidinfer
+//!
+//! An asynchronous video inference engine: a request names a video, the engine decodes
+//! it with FFmpeg, samples frames, runs them through a TorchScript Mask R-CNN and
+//! returns detections as JSON.
+//!
+//! # Layout
+//! - [`video`]: streaming decode and frame sampling (FFmpeg), with input limits and a
+//!   format allow-list.
+//! - [`model`]: the model thread that owns the TorchScript module (LibTorch via `tch`).
+//! - [`pipeline`]: the engine: one job = decode → batch → model → assemble.
+//! - [`schema`]: the `vidinfer/v2` document and the legacy array, written and read.
+//!
+//! The front doors (`vidinfer-worker run | serve | sqs`) live in `worker/`; `gifgen/`
+//! draws detections onto the video.
+
+pub mod model;
+pub mod pipeline;
+pub mod schema;
+pub mod video;

@@ -1,0 +1,803 @@
+//! The model runtime: one OS thread owns a TorchScript Mask R-CNN (`tch::CModule`).
+//!
+//! `tch` tensors are neither `Send`-safe to share nor `Sync`, so the module, and every
+//! tensor, lives on a single thread. Jobs hand it batches of plain RGB pictures over a
+//! bounded channel and get plain detections back; when several jobs wait, their batches
+//! are merged into one forward call up to the configured batch size.
+//!
+//! Loading registers torchvision's compiled operators (`torchvision::nms`,
+//! `roi_align`, …) in-process first, because a scripted torchvision detector refers to
+//! them by name (see [`register_torchvision_ops`]), picks CUDA when a GPU is present,
+//! and runs a warm-up forward so the first request does not pay for lazy init, and so a
+//! file with the wrong signature fails at start-up rather than on the first video.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, IValue, Kind, Tensor};
+use tokio::sync::{mpsc, oneshot};
+
+/// What can go wrong loading or running the model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model file {0} does not exist; pass --model PATH or set VIDINFER_MODEL")]
+    NotFound(PathBuf),
+    #[error("{path} is not a TorchScript model vidinfer can load: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("could not read the model sidecar {path}: {reason}")]
+    Sidecar { path: PathBuf, reason: String },
+    #[error(
+        "torchvision's operators could not be loaded ({reason}); run scripts/setup.sh, or \
+         set VIDINFER_TORCHVISION_OPS to a patched torchvision _C.so"
+    )]
+    TorchvisionOps { reason: String },
+    #[error(
+        "the model does not behave like a torchvision detector ({reason}); export it with \
+         scripts/export_model.py"
+    )]
+    Signature { reason: String },
+    #[error("CUDA device {0} was requested but no GPU is available")]
+    NoCuda(usize),
+    #[error("inference failed: {0}")]
+    Forward(String),
+    #[error("the model thread has stopped")]
+    Stopped,
+    #[error("invalid model configuration: {0}")]
+    Config(String),
+}
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA device 0 when a GPU is present, the CPU otherwise.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceChoice::Cuda)
+                .ok_or_else(|| format!("`{s}` is not a device: use auto, cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+/// How to load and run the model.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// The TorchScript file; its sidecar is the same path with a `.json` extension.
+    pub path: PathBuf,
+    pub device: DeviceChoice,
+    /// Most pictures in one forward call (default 4).
+    pub batch_size: usize,
+    /// LibTorch intra-op threads; 0 keeps LibTorch's default (one per core).
+    pub threads: usize,
+    /// Batches that may wait for the model thread (default 2).
+    pub queue: usize,
+}
+
+impl ModelConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ModelConfig {
+            path: path.into(),
+            device: DeviceChoice::Auto,
+            batch_size: 4,
+            threads: 0,
+            queue: 2,
+        }
+    }
+}
+
+/// The sidecar written by scripts/export_model.py next to the TorchScript file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Sidecar {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub classes: Vec<String>,
+    #[serde(default)]
+    pub masks: Option<bool>,
+    #[serde(default)]
+    pub input: Option<serde_json::Value>,
+    #[serde(default)]
+    pub torch: Option<String>,
+    #[serde(default)]
+    pub torchvision: Option<String>,
+}
+
+/// What the running model is, for outputs and logs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    pub name: String,
+    /// Class names indexed by label id (COCO's 91 slots for COCO models).
+    pub classes: Vec<String>,
+    /// Whether the model produces instance masks.
+    pub masks: bool,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// Pictures per forward call.
+    pub batch_size: usize,
+    /// Seconds spent loading the file and running the warm-up forward.
+    pub load_s: f64,
+}
+
+impl ModelInfo {
+    /// The name of a label id (`class_N` when the model's list does not cover it).
+    pub fn label(&self, id: i64) -> String {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.classes.get(i))
+            .cloned()
+            .unwrap_or_else(|| format!("class_{id}"))
+    }
+}
+
+/// One RGB picture for the model.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub width: u32,
+    pub height: u32,
+    /// Packed RGB24, `width * height * 3` bytes.
+    pub rgb: Vec<u8>,
+}
+
+/// A binary instance mask, cropped to the part of the picture that holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CropMask {
+    pub x0: u32,
+    pub y0: u32,
+    pub width: u32,
+    pub height: u32,
+    /// Row-major 0/1 values, `width * height` of them.
+    pub bits: Vec<u8>,
+}
+
+/// One detection in the coordinates of the picture the model saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub label_id: i64,
+    pub score: f32,
+    /// x1, y1, x2, y2 in picture pixels.
+    pub bbox: [f32; 4],
+    pub mask: Option<CropMask>,
+}
+
+/// What the model thread answers: detections per picture, and forward seconds.
+pub type InferResult = Result<(Vec<Vec<Detection>>, f64), ModelError>;
+
+struct Request {
+    images: Vec<Image>,
+    masks: bool,
+    reply: oneshot::Sender<InferResult>,
+}
+
+/// A cheap, cloneable handle to the model thread.
+#[derive(Clone)]
+pub struct Model {
+    tx: mpsc::Sender<Request>,
+    info: Arc<ModelInfo>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("info", &self.info).finish()
+    }
+}
+
+/// Where the patched torchvision operator library is looked for, in order.
+fn torchvision_ops_candidates() -> Vec<PathBuf> {
+    let mut c = Vec::new();
+    if let Some(p) = std::env::var_os("VIDINFER_TORCHVISION_OPS") {
+        c.push(PathBuf::from(p));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            c.push(dir.join("libtorchvision_ops.so"));
+            c.push(dir.join("../lib/libtorchvision_ops.so"));
+        }
+    }
+    if let Some(cache) = std::env::var_os("VIDINFER_CACHE") {
+        c.push(PathBuf::from(cache).join("lib/libtorchvision_ops.so"));
+    }
+    if let Some(p) = option_env!("VIDINFER_BUILD_TORCHVISION_OPS") {
+        c.push(PathBuf::from(p));
+    }
+    c
+}
+
+/// Register torchvision's C++ operators with LibTorch, once per process.
+///
+/// A scripted torchvision detector calls `torchvision::nms` and `roi_align`; LibTorch
+/// only knows them once torchvision's `_C.so` is loaded. The wheel's copy names
+/// `libtorch_python.so` (and so libpython), so scripts/setup.sh makes a copy without
+/// that dependency (`patchelf --remove-needed`) and with an rpath to LibTorch; it is
+/// opened here with `RTLD_GLOBAL` so its static registrars run.
+pub fn register_torchvision_ops() -> Result<PathBuf, ModelError> {
+    static LOADED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let candidates = torchvision_ops_candidates();
+            let mut tried = Vec::new();
+            for path in candidates {
+                if !path.exists() {
+                    tried.push(format!("{} (missing)", path.display()));
+                    continue;
+                }
+                // SAFETY: loading a shared library runs its initialisers; this one only
+                // registers operators with the already-loaded LibTorch. It is never
+                // unloaded (forgotten below), so no symbol outlives it.
+                let lib = unsafe {
+                    libloading::os::unix::Library::open(
+                        Some(&path),
+                        libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+                    )
+                };
+                match lib {
+                    Ok(lib) => {
+                        std::mem::forget(lib);
+                        return Ok(path);
+                    }
+                    Err(e) => tried.push(format!("{}: {e}", path.display())),
+                }
+            }
+            Err(if tried.is_empty() {
+                "no candidate path".to_string()
+            } else {
+                tried.join("; ")
+            })
+        })
+        .clone()
+        .map_err(|reason| ModelError::TorchvisionOps { reason })
+}
+
+fn sidecar_path(model: &Path) -> PathBuf {
+    model.with_extension("json")
+}
+
+fn read_sidecar(model: &Path) -> Result<Sidecar, ModelError> {
+    let path = sidecar_path(model);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ModelError::Sidecar {
+            path,
+            reason: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Sidecar::default()),
+        Err(e) => Err(ModelError::Sidecar {
+            path,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// COCO's 91 label slots as torchvision numbers them (index = label id).
+pub const COCO_CLASSES: [&str; 91] = [
+    "__background__",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "N/A",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "N/A",
+    "backpack",
+    "umbrella",
+    "N/A",
+    "N/A",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "N/A",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "N/A",
+    "dining table",
+    "N/A",
+    "N/A",
+    "toilet",
+    "N/A",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "N/A",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
+];
+
+fn resolve_device(choice: DeviceChoice) -> Result<Device, ModelError> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto => Ok(if tch::Cuda::is_available() {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }),
+        DeviceChoice::Cuda(n) => {
+            if tch::Cuda::is_available() && (n as i64) < tch::Cuda::device_count() {
+                Ok(Device::Cuda(n))
+            } else {
+                Err(ModelError::NoCuda(n))
+            }
+        }
+    }
+}
+
+fn device_name(d: Device) -> String {
+    match d {
+        Device::Cuda(n) => format!("cuda:{n}"),
+        _ => "cpu".to_string(),
+    }
+}
+
+impl Model {
+    /// Load the model on its own thread and wait until the warm-up forward has run.
+    /// Blocking: call it before starting a runtime or from `spawn_blocking`.
+    pub fn load(config: ModelConfig) -> Result<Model, ModelError> {
+        if config.batch_size == 0 {
+            return Err(ModelError::Config(
+                "the batch size must be at least 1".into(),
+            ));
+        }
+        if !config.path.is_file() {
+            return Err(ModelError::NotFound(config.path.clone()));
+        }
+        let sidecar = read_sidecar(&config.path)?;
+        register_torchvision_ops()?;
+        let (tx, rx) = mpsc::channel::<Request>(config.queue.max(1));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("vidinfer-model".into())
+            .spawn(move || {
+                let loaded = Runtime::load(&config, sidecar);
+                match loaded {
+                    Ok(rt) => {
+                        let _ = ready_tx.send(Ok(rt.info.clone()));
+                        rt.serve(rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| ModelError::Config(format!("cannot start the model thread: {e}")))?;
+        let info = ready_rx.recv().map_err(|_| ModelError::Stopped)??;
+        Ok(Model {
+            tx,
+            info: Arc::new(info),
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Run the model on a batch of pictures. Returns each picture's detections and the
+    /// seconds the forward call(s) took on the model thread.
+    pub async fn infer(&self, images: Vec<Image>, masks: bool) -> InferResult {
+        if images.is_empty() {
+            return Ok((Vec::new(), 0.0));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request {
+                images,
+                masks,
+                reply,
+            })
+            .await
+            .map_err(|_| ModelError::Stopped)?;
+        rx.await.map_err(|_| ModelError::Stopped)?
+    }
+
+    /// Blocking form of [`Model::infer`] for callers outside an async runtime.
+    pub fn infer_blocking(&self, images: Vec<Image>, masks: bool) -> InferResult {
+        if images.is_empty() {
+            return Ok((Vec::new(), 0.0));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Request {
+                images,
+                masks,
+                reply,
+            })
+            .map_err(|_| ModelError::Stopped)?;
+        rx.blocking_recv().map_err(|_| ModelError::Stopped)?
+    }
+}
+
+/// The state that lives on the model thread.
+struct Runtime {
+    module: tch::CModule,
+    device: Device,
+    info: ModelInfo,
+}
+
+impl Runtime {
+    fn load(config: &ModelConfig, sidecar: Sidecar) -> Result<Runtime, ModelError> {
+        let start = Instant::now();
+        if config.threads > 0 {
+            tch::set_num_threads(config.threads as i32);
+        }
+        let device = resolve_device(config.device)?;
+        let mut module =
+            tch::CModule::load_on_device(&config.path, device).map_err(|e| ModelError::Load {
+                path: config.path.clone(),
+                reason: first_line(&e.to_string()),
+            })?;
+        module.set_eval();
+        let classes = if sidecar.classes.is_empty() {
+            COCO_CLASSES.iter().map(|s| s.to_string()).collect()
+        } else {
+            sidecar.classes.clone()
+        };
+        let name = sidecar.name.clone().unwrap_or_else(|| {
+            config
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into())
+        });
+        let mut rt = Runtime {
+            module,
+            device,
+            info: ModelInfo {
+                name,
+                classes,
+                masks: sidecar.masks.unwrap_or(true),
+                device: device_name(device),
+                batch_size: config.batch_size,
+                load_s: 0.0,
+            },
+        };
+        // Warm-up: a mid-grey picture; also proves the calling convention works.
+        let warm = Image {
+            width: 320,
+            height: 240,
+            rgb: vec![128; 320 * 240 * 3],
+        };
+        let out = rt
+            .forward(std::slice::from_ref(&warm), true)
+            .map_err(|e| match e {
+                ModelError::Forward(reason) => ModelError::Signature { reason },
+                other => other,
+            })?;
+        if out.len() != 1 {
+            return Err(ModelError::Signature {
+                reason: format!("one picture gave {} results", out.len()),
+            });
+        }
+        rt.info.load_s = start.elapsed().as_secs_f64();
+        tracing::info!(
+            model = %rt.info.name,
+            device = %rt.info.device,
+            classes = rt.info.classes.len(),
+            load_s = rt.info.load_s,
+            "model loaded"
+        );
+        Ok(rt)
+    }
+
+    /// Serve requests until every handle is dropped, merging waiting requests into one
+    /// forward call up to the batch size.
+    fn serve(self, mut rx: mpsc::Receiver<Request>) {
+        let mut carry: Option<Request> = None;
+        loop {
+            let first = match carry.take() {
+                Some(r) => r,
+                None => match rx.blocking_recv() {
+                    Some(r) => r,
+                    None => return,
+                },
+            };
+            let mut group = vec![first];
+            let mut n = group[0].images.len();
+            while n < self.info.batch_size {
+                match rx.try_recv() {
+                    Ok(r)
+                        if r.masks == group[0].masks
+                            && n + r.images.len() <= self.info.batch_size =>
+                    {
+                        n += r.images.len();
+                        group.push(r);
+                    }
+                    Ok(r) => {
+                        carry = Some(r);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.run_group(group);
+        }
+    }
+
+    fn run_group(&self, group: Vec<Request>) {
+        let masks = group[0].masks;
+        let mut images = Vec::new();
+        let mut owners = Vec::new();
+        let mut replies = Vec::new();
+        for r in group {
+            owners.push(r.images.len());
+            images.extend(r.images);
+            replies.push(r.reply);
+        }
+        let start = Instant::now();
+        let mut result = Ok(Vec::with_capacity(images.len()));
+        // A request may be larger than the batch size: run it in chunks.
+        for chunk in images.chunks(self.info.batch_size) {
+            match self.forward(chunk, masks) {
+                Ok(d) => {
+                    if let Ok(all) = result.as_mut() {
+                        all.extend(d)
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        match result {
+            Ok(mut all) => {
+                for (reply, n) in replies.into_iter().zip(owners) {
+                    let rest = all.split_off(n);
+                    let share = secs * n as f64 / images.len() as f64;
+                    let _ = reply.send(Ok((all, share)));
+                    all = rest;
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(ModelError::Forward(msg.clone())));
+                }
+            }
+        }
+    }
+
+    fn to_tensor(&self, img: &Image) -> Result<Tensor, ModelError> {
+        let expect = img.width as usize * img.height as usize * 3;
+        if img.rgb.len() != expect || expect == 0 {
+            return Err(ModelError::Forward(format!(
+                "picture buffer has {} bytes, {}x{} RGB needs {expect}",
+                img.rgb.len(),
+                img.width,
+                img.height
+            )));
+        }
+        // Upload bytes, convert on the device: a quarter of the transfer of floats.
+        let t = Tensor::from_slice(&img.rgb)
+            .view([img.height as i64, img.width as i64, 3])
+            .to_device(self.device)
+            .permute([2, 0, 1])
+            .to_kind(Kind::Float)
+            / 255.0;
+        Ok(t)
+    }
+
+    fn forward(&self, images: &[Image], masks: bool) -> Result<Vec<Vec<Detection>>, ModelError> {
+        let _guard = tch::no_grad_guard();
+        let inputs = images
+            .iter()
+            .map(|i| self.to_tensor(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .module
+            .forward_is(&[IValue::TensorList(inputs)])
+            .map_err(|e| ModelError::Forward(first_line(&e.to_string())))?;
+        // Scripted torchvision detectors return (losses, detections).
+        let dets = match out {
+            IValue::Tuple(mut parts) if parts.len() == 2 => parts.pop().unwrap(),
+            IValue::GenericList(l) => IValue::GenericList(l),
+            other => {
+                return Err(ModelError::Forward(format!(
+                    "expected (losses, detections), got {}",
+                    ivalue_kind(&other)
+                )))
+            }
+        };
+        let IValue::GenericList(list) = dets else {
+            return Err(ModelError::Forward("detections are not a list".into()));
+        };
+        if list.len() != images.len() {
+            return Err(ModelError::Forward(format!(
+                "{} pictures gave {} results",
+                images.len(),
+                list.len()
+            )));
+        }
+        list.into_iter()
+            .zip(images)
+            .map(|(d, img)| parse_detections(d, img, masks))
+            .collect()
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).trim().to_string()
+}
+
+fn ivalue_kind(v: &IValue) -> &'static str {
+    match v {
+        IValue::Tensor(_) => "a tensor",
+        IValue::Tuple(_) => "a tuple",
+        IValue::GenericList(_) | IValue::TensorList(_) => "a list",
+        IValue::GenericDict(_) => "a dict",
+        _ => "another value",
+    }
+}
+
+fn parse_detections(
+    d: IValue,
+    img: &Image,
+    want_masks: bool,
+) -> Result<Vec<Detection>, ModelError> {
+    let IValue::GenericDict(entries) = d else {
+        return Err(ModelError::Forward("a result is not a dict".into()));
+    };
+    let mut boxes = None;
+    let mut labels = None;
+    let mut scores = None;
+    let mut masks = None;
+    for (k, v) in entries {
+        if let (IValue::String(k), IValue::Tensor(t)) = (k, v) {
+            match k.as_str() {
+                "boxes" => boxes = Some(t),
+                "labels" => labels = Some(t),
+                "scores" => scores = Some(t),
+                "masks" => masks = Some(t),
+                _ => {}
+            }
+        }
+    }
+    let missing = |k: &str| ModelError::Forward(format!("a result has no `{k}`"));
+    let boxes = boxes
+        .ok_or_else(|| missing("boxes"))?
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float);
+    let labels = labels
+        .ok_or_else(|| missing("labels"))?
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Int64);
+    let scores = scores
+        .ok_or_else(|| missing("scores"))?
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float);
+    let n = labels.size().first().copied().unwrap_or(0);
+    let conv = |e: tch::TchError| ModelError::Forward(e.to_string());
+    let boxes: Vec<f32> = Vec::try_from(boxes.flatten(0, -1)).map_err(conv)?;
+    let labels: Vec<i64> = Vec::try_from(&labels).map_err(conv)?;
+    let scores: Vec<f32> = Vec::try_from(&scores).map_err(conv)?;
+    if boxes.len() != n as usize * 4 || scores.len() != n as usize {
+        return Err(ModelError::Forward(
+            "boxes, labels and scores disagree in length".into(),
+        ));
+    }
+    // Masks come pasted onto the whole picture as probabilities: threshold at 0.5 on
+    // the device, then copy out only each detection's box.
+    let masks = if want_masks {
+        masks.map(|m| {
+            m.squeeze_dim(1)
+                .gt(0.5)
+                .to_kind(Kind::Uint8)
+                .to_device(Device::Cpu)
+        })
+    } else {
+        None
+    };
+    let (w, h) = (img.width as i64, img.height as i64);
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        let bbox = [
+            boxes[4 * i],
+            boxes[4 * i + 1],
+            boxes[4 * i + 2],
+            boxes[4 * i + 3],
+        ];
+        let mask = match &masks {
+            Some(m) => {
+                let x0 = (bbox[0].floor() as i64).clamp(0, w - 1);
+                let y0 = (bbox[1].floor() as i64).clamp(0, h - 1);
+                let x1 = (bbox[2].ceil() as i64).clamp(x0 + 1, w);
+                let y1 = (bbox[3].ceil() as i64).clamp(y0 + 1, h);
+                let crop = m
+                    .get(i as i64)
+                    .narrow(0, y0, y1 - y0)
+                    .narrow(1, x0, x1 - x0)
+                    .contiguous();
+                let bits: Vec<u8> = Vec::try_from(crop.flatten(0, -1)).map_err(conv)?;
+                Some(CropMask {
+                    x0: x0 as u32,
+                    y0: y0 as u32,
+                    width: (x1 - x0) as u32,
+                    height: (y1 - y0) as u32,
+                    bits,
+                })
+            }
+            None => None,
+        };
+        out.push(Detection {
+            label_id: labels[i],
+            score: scores[i],
+            bbox,
+            mask,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,310 @@
+//! The engine: one job is one video, decoded, sampled, batched through the model and
+//! assembled into detections. It knows nothing of HTTP, SQS or SNS: front doors turn
+//! their input into a [`Job`] and the [`JobOutput`] into their output.
+//!
+//! Stages overlap: decoding runs on a blocking thread that pushes frames into a bounded
+//! channel (so a slow model slows decoding rather than filling memory), while up to
+//! [`MAX_BATCHES_IN_FLIGHT`] batches wait at or run on the shared model thread.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::model::{Image, Model, ModelError};
+use crate::schema::{Assembled, FrameDetections, OutputFormat};
+use crate::video::{
+    DecodeOptions, Decoder, Frame, Limits, Resize, Sampling, Source, VideoError, VideoInfo,
+};
+
+/// Batches of one job submitted to the model before the oldest is awaited: one runs
+/// while the next waits, so the model thread never idles between batches of a job.
+pub const MAX_BATCHES_IN_FLIGHT: usize = 2;
+
+/// How one job is run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    pub sampling: Sampling,
+    pub resize: Resize,
+    /// Drop detections scoring below this (default: keep what the model returns).
+    pub min_score: Option<f32>,
+    /// Include instance masks (COCO RLE) in v2 output.
+    pub masks: bool,
+    pub format: OutputFormat,
+    pub limits: Limits,
+    /// FFmpeg decoder threads (0: one per core).
+    pub decode_threads: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            sampling: Sampling::default(),
+            resize: Resize::default(),
+            min_score: None,
+            masks: false,
+            format: OutputFormat::V2,
+            limits: Limits::default(),
+            decode_threads: 0,
+        }
+    }
+}
+
+impl Params {
+    fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            sampling: self.sampling,
+            resize: self.resize,
+            skip_non_ref: true,
+            threads: self.decode_threads,
+            limits: self.limits,
+        }
+    }
+}
+
+/// One unit of work.
+pub struct Job {
+    pub source: Source,
+    pub params: Params,
+}
+
+/// Where the time of a job went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobStats {
+    /// Pictures the decoder produced (non-reference frames it skipped are not counted).
+    pub frames_decoded: u64,
+    pub frames_sampled: u64,
+    pub detections: u64,
+    /// Seconds the decoder was busy (overlaps inference; waits for the model excluded).
+    pub decode_s: f64,
+    /// Seconds of model forward calls spent on this job's frames.
+    pub infer_s: f64,
+    /// Seconds from start to the last detection.
+    pub wall_s: f64,
+}
+
+/// The result of a job, ready to be rendered in either schema.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    pub video: VideoInfo,
+    pub frames: Vec<FrameDetections>,
+    pub stats: JobStats,
+}
+
+impl JobOutput {
+    /// The output document (v2 or legacy, per `params.format`) as JSON bytes.
+    pub fn document(&self, model: &Model, params: &Params) -> Vec<u8> {
+        self.assembled(model, params).to_json(params.format)
+    }
+
+    pub fn assembled<'a>(&'a self, model: &'a Model, params: &Params) -> Assembled<'a> {
+        Assembled {
+            video: &self.video,
+            model: model.info(),
+            sampling: params.sampling,
+            min_score: params.min_score,
+            masks: params.masks && model.info().masks,
+            frames: &self.frames,
+        }
+    }
+}
+
+/// Progress of a running job, reported after each batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub frames_done: u64,
+    /// Sampled frames expected, when the container states its frame count.
+    pub frames_expected: Option<u64>,
+}
+
+/// Why a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Video(#[from] VideoError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("the decode thread failed: {0}")]
+    Internal(String),
+}
+
+impl PipelineError {
+    /// True when the same job could succeed on a retry (not a property of the input).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::Video(e) => e.is_transient(),
+            PipelineError::Model(ModelError::Stopped) => true,
+            PipelineError::Model(_) | PipelineError::Internal(_) => false,
+        }
+    }
+}
+
+/// The engine, shared by every job of a process.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    model: Model,
+}
+
+fn expected_samples(info: &VideoInfo, sampling: Sampling) -> Option<u64> {
+    match sampling {
+        Sampling::EveryNth(n) => info.frames.map(|f| f.div_ceil(u64::from(n))),
+        Sampling::Fps(fps) => info.duration_s.map(|d| (d * fps).ceil() as u64),
+    }
+}
+
+impl Engine {
+    pub fn new(model: Model) -> Engine {
+        Engine { model }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Run one job to completion.
+    pub async fn run(
+        &self,
+        job: Job,
+        mut progress: impl FnMut(Progress) + Send,
+    ) -> Result<JobOutput, PipelineError> {
+        let start = Instant::now();
+        let batch = self.model.info().batch_size.max(1);
+        let params = job.params;
+        let opts = params.decode_options();
+        let (frame_tx, mut frame_rx) = mpsc::channel::<Result<Frame, VideoError>>(batch * 2);
+        let (info_tx, info_rx) = tokio::sync::oneshot::channel();
+        let source = job.source;
+        let decode = tokio::task::spawn_blocking(move || {
+            // Busy time only: waiting for the model to take frames is not decoding.
+            let t0 = Instant::now();
+            let mut dec = match Decoder::open(source, opts) {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = info_tx.send(Err(e));
+                    return (0, t0.elapsed().as_secs_f64());
+                }
+            };
+            let mut busy = t0.elapsed();
+            let _ = info_tx.send(Ok(dec.info().clone()));
+            loop {
+                let t = Instant::now();
+                let item = match dec.next_frame() {
+                    Ok(Some(f)) => Ok(f),
+                    Ok(None) => break,
+                    Err(e) => Err(e),
+                };
+                busy += t.elapsed();
+                let failed = item.is_err();
+                // The receiver is gone when the job was abandoned: stop decoding.
+                if frame_tx.blocking_send(item).is_err() || failed {
+                    break;
+                }
+            }
+            (dec.frames_decoded(), busy.as_secs_f64())
+        });
+        let video = match info_rx.await {
+            Ok(Ok(info)) => info,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(PipelineError::Internal("decoder exited early".into())),
+        };
+        let expected = expected_samples(&video, params.sampling);
+        let masks = params.masks && self.model.info().masks;
+
+        type Pending = tokio::task::JoinHandle<crate::model::InferResult>;
+        let mut in_flight: VecDeque<(Vec<FrameMeta>, Pending)> = VecDeque::new();
+        let mut frames_out: Vec<FrameDetections> = Vec::new();
+        let mut stats = JobStats::default();
+        let mut input_done = false;
+        while !input_done || !in_flight.is_empty() {
+            // Fill the pipeline: submit batches while there is room.
+            while !input_done && in_flight.len() < MAX_BATCHES_IN_FLIGHT {
+                let mut metas = Vec::with_capacity(batch);
+                let mut images = Vec::with_capacity(batch);
+                while images.len() < batch {
+                    match frame_rx.recv().await {
+                        Some(Ok(f)) => {
+                            let (meta, image) = split(f);
+                            metas.push(meta);
+                            images.push(image);
+                        }
+                        Some(Err(e)) => return Err(e.into()),
+                        None => {
+                            input_done = true;
+                            break;
+                        }
+                    }
+                }
+                if images.is_empty() {
+                    break;
+                }
+                let model = self.model.clone();
+                let handle = tokio::spawn(async move { model.infer(images, masks).await });
+                in_flight.push_back((metas, handle));
+            }
+            let Some((metas, handle)) = in_flight.pop_front() else {
+                continue;
+            };
+            let (dets, secs) = handle
+                .await
+                .map_err(|e| PipelineError::Internal(e.to_string()))??;
+            stats.infer_s += secs;
+            for (m, d) in metas.into_iter().zip(dets) {
+                stats.detections += d.len() as u64;
+                frames_out.push(FrameDetections {
+                    index: m.index,
+                    pts_s: m.pts_s,
+                    width: m.width,
+                    height: m.height,
+                    scale_x: m.scale_x,
+                    scale_y: m.scale_y,
+                    detections: d,
+                });
+            }
+            progress(Progress {
+                frames_done: frames_out.len() as u64,
+                frames_expected: expected,
+            });
+        }
+        let (frames_decoded, decode_s) = decode
+            .await
+            .map_err(|e| PipelineError::Internal(e.to_string()))?;
+        stats.frames_decoded = frames_decoded;
+        stats.decode_s = decode_s;
+        stats.frames_sampled = frames_out.len() as u64;
+        stats.wall_s = start.elapsed().as_secs_f64();
+        Ok(JobOutput {
+            video,
+            frames: frames_out,
+            stats,
+        })
+    }
+}
+
+/// A frame without its pixels.
+struct FrameMeta {
+    index: u64,
+    pts_s: f64,
+    width: u32,
+    height: u32,
+    scale_x: f64,
+    scale_y: f64,
+}
+
+fn split(f: Frame) -> (FrameMeta, Image) {
+    (
+        FrameMeta {
+            index: f.index,
+            pts_s: f.pts_s,
+            width: f.width,
+            height: f.height,
+            scale_x: f.scale_x,
+            scale_y: f.scale_y,
+        },
+        Image {
+            width: f.width,
+            height: f.height,
+            rgb: f.rgb,
+        },
+    )
+}

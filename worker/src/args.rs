@@ -1,0 +1,143 @@
+//! Options shared by the subcommands: the model and the per-job parameters.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use vidinfer::model::{DeviceChoice, ModelConfig};
+use vidinfer::pipeline::Params;
+use vidinfer::schema::OutputFormat;
+use vidinfer::video::{Resize, Sampling};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIDINFER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,vidinfer=info,vidinfer_worker=info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Which model to load and how to run it.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// TorchScript model file (scripts/export_model.py writes one, with a .json sidecar
+    /// naming its classes). SageMaker unpacks model.tar.gz to /opt/ml/model.
+    #[arg(long, env = "VIDINFER_MODEL", default_value = "/opt/ml/model/model.pt")]
+    pub model: PathBuf,
+
+    /// Where the model runs: auto (CUDA when a GPU is present, else CPU), cpu, cuda,
+    /// cuda:N.
+    #[arg(long, env = "VIDINFER_DEVICE", default_value = "auto")]
+    pub device: DeviceChoice,
+
+    /// Frames per forward call. Larger batches help a GPU; on a CPU 1-4 is as fast.
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 4)]
+    pub batch_size: usize,
+
+    /// LibTorch intra-op threads (0: one per core).
+    #[arg(long, env = "VIDINFER_TORCH_THREADS", default_value_t = 0)]
+    pub torch_threads: usize,
+}
+
+impl ModelArgs {
+    pub fn config(&self) -> ModelConfig {
+        ModelConfig {
+            path: self.model.clone(),
+            device: self.device,
+            batch_size: self.batch_size,
+            threads: self.torch_threads,
+            queue: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ResizeMode {
+    /// Shrink to fit inside the frame size, keeping the aspect ratio (never enlarge).
+    Fit,
+    /// Stretch to exactly the frame size (the legacy behaviour).
+    Stretch,
+    /// Keep the video's own size.
+    Original,
+}
+
+/// How frames are sampled and what the output holds.
+#[derive(Args, Debug, Clone)]
+pub struct ParamArgs {
+    /// Keep every Nth frame (0, N, 2N, ...). The legacy default is 30.
+    #[arg(
+        long,
+        env = "FRAME_INTERVAL",
+        default_value_t = 30,
+        conflicts_with = "fps"
+    )]
+    pub frame_interval: u32,
+
+    /// Keep frames at this rate instead (the first frame at or after each 1/fps s).
+    #[arg(long, env = "VIDINFER_SAMPLE_FPS")]
+    pub fps: Option<f64>,
+
+    /// Frame width the model sees (with --resize).
+    #[arg(long, env = "FRAME_WIDTH", default_value_t = 1024)]
+    pub frame_width: u32,
+
+    /// Frame height the model sees (with --resize).
+    #[arg(long, env = "FRAME_HEIGHT", default_value_t = 1024)]
+    pub frame_height: u32,
+
+    /// How frames are brought to the frame size.
+    #[arg(long, env = "VIDINFER_RESIZE", value_enum, default_value = "fit")]
+    pub resize: ResizeMode,
+
+    /// Drop detections scoring below this (default: keep what the model returns).
+    #[arg(long, env = "VIDINFER_MIN_SCORE")]
+    pub min_score: Option<f32>,
+
+    /// Include instance masks (COCO RLE over the source frame) in v2 output.
+    #[arg(long, env = "VIDINFER_MASKS")]
+    pub masks: bool,
+
+    /// Output document: v2 (vidinfer/v2, boxes in source pixels) or legacy (the old
+    /// array of {boxes, labels, scores}, boxes in frame pixels).
+    #[arg(long, env = "VIDINFER_OUTPUT_FORMAT", default_value = "v2")]
+    pub format: OutputFormat,
+}
+
+impl ParamArgs {
+    pub fn params(&self) -> anyhow::Result<Params> {
+        if let Some(s) = self.min_score {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&s),
+                "--min-score must be within [0, 1], got {s}"
+            );
+        }
+        let sampling = match self.fps {
+            Some(f) => Sampling::Fps(f),
+            None => Sampling::EveryNth(self.frame_interval),
+        };
+        let (width, height) = (self.frame_width, self.frame_height);
+        let resize = match self.resize {
+            ResizeMode::Fit => Resize::Fit { width, height },
+            ResizeMode::Stretch => Resize::Stretch { width, height },
+            ResizeMode::Original => Resize::Original,
+        };
+        Ok(Params {
+            sampling,
+            resize,
+            min_score: self.min_score,
+            masks: self.masks,
+            format: self.format,
+            ..Params::default()
+        })
+    }
+}

@@ -1,0 +1,66 @@
+//! `vidinfer-worker`: the front doors to the vidinfer engine. Thin by design: parse the
+//! command line, set up logging, hand a typed config to the subcommand's `run`.
+
+mod args;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+/// Video inference worker: decode a video with FFmpeg, sample frames, run a TorchScript
+/// Mask R-CNN (LibTorch; CUDA when a GPU is present) and write JSON detections.
+///
+/// Every option can also be set through the environment variable shown in its help;
+/// the legacy system's names (FRAME_INTERVAL, FRAME_WIDTH, FRAME_HEIGHT, BATCH_SIZE)
+/// are accepted.
+#[derive(Parser, Debug)]
+#[command(name = "vidinfer-worker", version, about, long_about)]
+struct Cli {
+    /// Log format on stderr: `text` for people, `json` for log pipelines.
+    #[arg(
+        long,
+        env = "VIDINFER_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: args::LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the model over one local video and write the detections as JSON.
+    ///
+    /// Example: vidinfer-worker run --model tests/fixtures/model/model.pt
+    /// tests/fixtures/sample/shapes.mp4 -o detections.json
+    Run(run::RunArgs),
+    /// Print what the decoder sees in a video (container, codec, size, rotation, frame
+    /// rate, duration) as JSON, without loading a model.
+    Probe {
+        /// Path of the video file.
+        video: std::path::PathBuf,
+    },
+}
+
+fn probe(video: &std::path::Path) -> anyhow::Result<()> {
+    let info = vidinfer::video::probe(video)?;
+    println!("{}", serde_json::to_string_pretty(&info)?);
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    args::init_tracing(cli.log_format);
+    let result = match cli.command {
+        Command::Run(a) => run::main(a),
+        Command::Probe { video } => probe(&video),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
