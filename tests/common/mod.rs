@@ -229,3 +229,100 @@ pub fn ffmpeg_first_frame(path: &Path) -> (u32, u32, Vec<u8>) {
     let (w, h): (u32, u32) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
     (w, h, data[pos + 1..].to_vec())
 }
+
+/// The repository's root (tests run with the package root as working directory).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The committed fixture model.
+pub fn fixture_model() -> PathBuf {
+    repo().join("tests/fixtures/model/model.pt")
+}
+
+/// The bundled sample video; its ground truth is [`SampleTruth::load`].
+pub fn sample_video() -> PathBuf {
+    repo().join("tests/fixtures/sample/shapes.mp4")
+}
+
+/// The venv's python (scripts/setup.sh makes it; scripts/env.sh names it).
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("VIDINFER_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/vidinfer/venv")
+        });
+    let py = venv.join("bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/setup.sh",
+        py.display()
+    );
+    py
+}
+
+/// Run one of the repository's Python scripts with the venv's python, returning stdout.
+pub fn run_python(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(venv_python())
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("spawn python");
+    assert!(
+        out.status.success(),
+        "python {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// One object of the sample video's ground truth.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct TruthObject {
+    pub label_id: i64,
+    pub label: String,
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    pub mask: vidinfer::schema::Rle,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct TruthFrame {
+    pub index: u64,
+    pub pts_s: f64,
+    pub objects: Vec<TruthObject>,
+}
+
+/// scripts/make_sample_video.py's ground truth for every frame of the sample video.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SampleTruth {
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub frames: u64,
+    pub truth: Vec<TruthFrame>,
+}
+
+impl SampleTruth {
+    pub fn load() -> SampleTruth {
+        let bytes = std::fs::read(repo().join("tests/fixtures/sample/shapes.truth.json")).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+}
+
+pub fn box_iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = ix * iy;
+    let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    inter / (area(a) + area(b) - inter)
+}
+
+pub fn mask_iou(a: &[u8], b: &[u8]) -> f64 {
+    let (mut inter, mut union) = (0u64, 0u64);
+    for (x, y) in a.iter().zip(b) {
+        inter += u64::from(*x & *y);
+        union += u64::from(*x | *y);
+    }
+    inter as f64 / union.max(1) as f64
+}

@@ -1,0 +1,536 @@
+//! The model runtime and the engine, with the real fixture Mask R-CNN on real LibTorch,
+//! checked against the sample video's ground truth.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::*;
+use vidinfer::model::{Model, ModelConfig, ModelError};
+use vidinfer::pipeline::{Engine, Job, JobOutput, Params};
+use vidinfer::schema::{OutputFormat, Predictions, V2Output};
+use vidinfer::video::{Resize, Sampling, Source};
+
+/// One model for the whole test binary: loading is the slow part, and sharing it is
+/// also what every front door does.
+fn model() -> Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let mut cfg = ModelConfig::new(fixture_model());
+            cfg.batch_size = 4;
+            Model::load(cfg).expect("the fixture model loads")
+        })
+        .clone()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn run(params: Params) -> (JobOutput, Engine) {
+    let engine = Engine::new(model());
+    let job = Job {
+        source: Source::Path(sample_video()),
+        params,
+    };
+    let out = runtime()
+        .block_on(engine.run(job, |_| {}))
+        .expect("job runs");
+    (out, engine)
+}
+
+fn base_params() -> Params {
+    Params {
+        sampling: Sampling::EveryNth(5),
+        resize: Resize::Original,
+        min_score: Some(0.5),
+        masks: true,
+        ..Params::default()
+    }
+}
+
+fn v2_of(out: &JobOutput, engine: &Engine, params: &Params) -> V2Output {
+    match Predictions::parse(&out.document(engine.model(), params)).unwrap() {
+        Predictions::V2(v) => *v,
+        other => panic!("expected v2, got {other:?}"),
+    }
+}
+
+struct Score {
+    found: usize,
+    missed: usize,
+    extra: usize,
+    box_ious: Vec<f32>,
+    mask_ious: Vec<f64>,
+}
+
+/// Match each ground-truth object to the best unused detection of the same class.
+fn score(doc: &V2Output, truth: &SampleTruth) -> Score {
+    let mut s = Score {
+        found: 0,
+        missed: 0,
+        extra: 0,
+        box_ious: vec![],
+        mask_ious: vec![],
+    };
+    for f in &doc.frames {
+        let gt = &truth.truth[f.index as usize];
+        let mut used = vec![false; f.detections.len()];
+        for o in &gt.objects {
+            let best = f
+                .detections
+                .iter()
+                .enumerate()
+                .filter(|(j, d)| !used[*j] && d.label_id == o.label_id)
+                .map(|(j, d)| (j, box_iou(o.bbox, d.bbox)))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            match best {
+                Some((j, iou)) if iou >= 0.5 => {
+                    used[j] = true;
+                    s.found += 1;
+                    s.box_ious.push(iou);
+                    assert_eq!(f.detections[j].label, o.label);
+                    if let Some(m) = &f.detections[j].mask {
+                        assert_eq!(m.size, [truth.height, truth.width]);
+                        s.mask_ious.push(mask_iou(&m.decode(), &o.mask.decode()));
+                    }
+                }
+                _ => s.missed += 1,
+            }
+        }
+        s.extra += used.iter().filter(|u| !**u).count();
+    }
+    s
+}
+
+fn mean<T: Into<f64> + Copy>(v: &[T]) -> f64 {
+    v.iter().map(|x| (*x).into()).sum::<f64>() / v.len().max(1) as f64
+}
+
+#[test]
+fn fixture_model_finds_every_shape_in_the_sample_video() {
+    let truth = SampleTruth::load();
+    let params = base_params();
+    let (out, engine) = run(params.clone());
+    let doc = v2_of(&out, &engine, &params);
+
+    // Indices and timestamps are the decoder's: every 5th frame, at index / fps.
+    let indices: Vec<u64> = doc.frames.iter().map(|f| f.index).collect();
+    assert_eq!(indices, (0..truth.frames).step_by(5).collect::<Vec<_>>());
+    for f in &doc.frames {
+        assert!((f.pts_s - truth.truth[f.index as usize].pts_s).abs() < 1e-6);
+    }
+    assert_eq!(
+        (doc.video.width, doc.video.height),
+        (truth.width, truth.height)
+    );
+    assert_eq!(
+        doc.model.classes,
+        vec!["__background__", "square", "circle", "triangle"]
+    );
+
+    let s = score(&doc, &truth);
+    let objects = s.found + s.missed;
+    assert!(
+        objects > 90,
+        "the sample has {objects} objects in sampled frames"
+    );
+    assert_eq!(
+        s.missed, 0,
+        "recall must be 1.0: missed {} of {objects}",
+        s.missed
+    );
+    let precision = s.found as f64 / (s.found + s.extra) as f64;
+    assert!(precision >= 0.95, "precision {precision:.3}");
+    let box_iou = mean(&s.box_ious);
+    assert!(box_iou >= 0.8, "mean box IoU {box_iou:.3}");
+    assert_eq!(s.mask_ious.len(), s.found, "every detection carries a mask");
+    let mask_iou = mean(&s.mask_ious);
+    assert!(mask_iou >= 0.75, "mean mask IoU {mask_iou:.3}");
+    assert_eq!(out.stats.frames_sampled, 30);
+    assert!(
+        out.stats.frames_decoded < truth.frames,
+        "non-reference frames were skipped"
+    );
+}
+
+/// Boxes are reported in source pixels whatever size the model saw; the legacy output
+/// keeps the old system's frame coordinates.
+#[test]
+fn boxes_map_back_to_source_pixels_and_legacy_keeps_frame_pixels() {
+    let truth = SampleTruth::load();
+    let params = Params {
+        resize: Resize::Stretch {
+            width: 480,
+            height: 300,
+        },
+        ..base_params()
+    };
+    let (out, engine) = run(params.clone());
+    let doc = v2_of(&out, &engine, &params);
+    assert_eq!(
+        (doc.params.frame_width, doc.params.frame_height),
+        (480, 300)
+    );
+    let s = score(&doc, &truth);
+    assert_eq!(s.missed, 0);
+    assert!(
+        mean(&s.box_ious) >= 0.8,
+        "mean box IoU {}",
+        mean(&s.box_ious)
+    );
+
+    let legacy_params = Params {
+        format: OutputFormat::Legacy,
+        ..params.clone()
+    };
+    let legacy_bytes = out.document(engine.model(), &legacy_params);
+    let Predictions::Legacy(legacy) = Predictions::parse(&legacy_bytes).unwrap() else {
+        panic!("expected the legacy array");
+    };
+    assert_eq!(legacy.len(), doc.frames.len());
+    let (sx, sy) = (480.0 / 320.0, 300.0 / 240.0);
+    for (l, v) in legacy.iter().zip(&doc.frames) {
+        assert_eq!(l.boxes.len(), v.detections.len());
+        for ((b, label), d) in l.boxes.iter().zip(&l.labels).zip(&v.detections) {
+            assert_eq!(*label, d.label_id);
+            let expect = [
+                d.bbox[0] * sx,
+                d.bbox[1] * sy,
+                d.bbox[2] * sx,
+                d.bbox[3] * sy,
+            ];
+            for k in 0..4 {
+                assert!((b[k] - expect[k]).abs() < 0.01, "{b:?} vs {expect:?}");
+            }
+        }
+    }
+    // The legacy array round-trips through the schema types unchanged.
+    let reserialised = serde_json::to_vec(&legacy).unwrap();
+    assert_eq!(reserialised, legacy_bytes);
+    let raw: serde_json::Value = serde_json::from_slice(&legacy_bytes).unwrap();
+    let first = raw[0].as_object().unwrap();
+    let mut keys: Vec<&String> = first.keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["boxes", "labels", "scores"]);
+}
+
+#[test]
+fn min_score_filters_and_fps_sampling_work_through_the_engine() {
+    let all = Params {
+        min_score: None,
+        masks: false,
+        ..base_params()
+    };
+    let (out_all, engine) = run(all.clone());
+    let strict = Params {
+        min_score: Some(0.95),
+        ..all.clone()
+    };
+    let doc_all = v2_of(&out_all, &engine, &all);
+    let doc_strict = v2_of(&out_all, &engine, &strict);
+    let n_all: usize = doc_all.frames.iter().map(|f| f.detections.len()).sum();
+    let n_strict: usize = doc_strict.frames.iter().map(|f| f.detections.len()).sum();
+    assert!(n_strict < n_all, "{n_strict} vs {n_all}");
+    assert!(doc_strict
+        .frames
+        .iter()
+        .flat_map(|f| &f.detections)
+        .all(|d| d.score >= 0.95));
+    assert!(doc_all
+        .frames
+        .iter()
+        .flat_map(|f| &f.detections)
+        .all(|d| d.mask.is_none()));
+
+    let fps = Params {
+        sampling: Sampling::Fps(2.0),
+        ..all
+    };
+    let (out, _) = run(fps);
+    let idx: Vec<u64> = out.frames.iter().map(|f| f.index).collect();
+    assert_eq!(idx, vec![0, 13, 25, 38, 50, 63, 75, 88, 100, 113, 125, 138]);
+}
+
+/// Concurrent jobs share the model thread (their batches may be merged) and get the
+/// same answers as when run alone.
+#[test]
+fn concurrent_jobs_share_the_model_and_agree_with_sequential_runs() {
+    let params = Params {
+        sampling: Sampling::EveryNth(7),
+        ..base_params()
+    };
+    let (alone, engine) = run(params.clone());
+    let rt = runtime();
+    let results = rt.block_on(async {
+        let mut handles = Vec::new();
+        for _ in 0..3 {
+            let engine = engine.clone();
+            let params = params.clone();
+            handles.push(tokio::spawn(async move {
+                engine
+                    .run(
+                        Job {
+                            source: Source::Path(sample_video()),
+                            params,
+                        },
+                        |_| {},
+                    )
+                    .await
+            }));
+        }
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap().unwrap());
+        }
+        out
+    });
+    let key = |o: &JobOutput| {
+        o.frames
+            .iter()
+            .map(|f| {
+                (
+                    f.index,
+                    f.detections
+                        .iter()
+                        .map(|d| (d.label_id, d.bbox.map(|v| (v * 10.0).round() as i64)))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    for r in &results {
+        assert_eq!(key(r), key(&alone));
+    }
+}
+
+/// The same TorchScript file on the same frames gives the same detections from Python
+/// (torch + torchvision) and from Rust (tch + the patched torchvision ops).
+#[test]
+fn rust_and_python_agree_on_the_same_frames() {
+    let dir = scratch();
+    let mut dec = vidinfer::video::Decoder::open(
+        sample_video().as_path(),
+        vidinfer::video::DecodeOptions {
+            sampling: Sampling::EveryNth(15),
+            resize: Resize::Original,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut frames = Vec::new();
+    let mut bin = Vec::new();
+    while let Some(f) = dec.next_frame().unwrap() {
+        bin.extend_from_slice(&f.width.to_le_bytes());
+        bin.extend_from_slice(&f.height.to_le_bytes());
+        bin.extend_from_slice(&f.rgb);
+        frames.push(vidinfer::model::Image {
+            width: f.width,
+            height: f.height,
+            rgb: f.rgb,
+        });
+    }
+    let frames_path = dir.path().join("frames.bin");
+    std::fs::write(&frames_path, &bin).unwrap();
+    let model_path = fixture_model();
+    let py = run_python(&[
+        "scripts/torchscript_infer.py",
+        model_path.to_str().unwrap(),
+        frames_path.to_str().unwrap(),
+    ]);
+    let py: Vec<serde_json::Value> = serde_json::from_slice(&py).unwrap();
+    let n = frames.len();
+    let (rust, _) = model().infer_blocking(frames, false).unwrap();
+    assert_eq!(py.len(), n);
+    let mut compared = 0;
+    for (p, r) in py.iter().zip(&rust) {
+        let scores: Vec<f64> = serde_json::from_value(p["scores"].clone()).unwrap();
+        let labels: Vec<i64> = serde_json::from_value(p["labels"].clone()).unwrap();
+        let boxes: Vec<[f64; 4]> = serde_json::from_value(p["boxes"].clone()).unwrap();
+        // Compare what either side is confident about; ordering is by score.
+        let confident_py: Vec<usize> = (0..scores.len()).filter(|&i| scores[i] > 0.3).collect();
+        let confident_rs: Vec<&vidinfer::model::Detection> =
+            r.iter().filter(|d| d.score > 0.3).collect();
+        assert_eq!(confident_py.len(), confident_rs.len());
+        for (&i, d) in confident_py.iter().zip(confident_rs) {
+            assert_eq!(labels[i], d.label_id);
+            assert!(
+                (scores[i] - f64::from(d.score)).abs() < 1e-3,
+                "score {} vs {}",
+                scores[i],
+                d.score
+            );
+            for k in 0..4 {
+                assert!(
+                    (boxes[i][k] - f64::from(d.bbox[k])).abs() < 0.05,
+                    "box {:?} vs {:?}",
+                    boxes[i],
+                    d.bbox
+                );
+            }
+            compared += 1;
+        }
+    }
+    assert!(
+        compared >= 3 * n,
+        "compared {compared} detections over {n} frames"
+    );
+}
+
+#[test]
+fn v2_output_validates_against_the_json_schema() {
+    let params = Params {
+        sampling: Sampling::EveryNth(30),
+        ..base_params()
+    };
+    let (out, engine) = run(params.clone());
+    let dir = scratch();
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, out.document(engine.model(), &params)).unwrap();
+    // The same document with a frame's index removed must fail: the schema constrains.
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&out.document(engine.model(), &params)).unwrap();
+    v["frames"][0].as_object_mut().unwrap().remove("index");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, serde_json::to_vec(&v).unwrap()).unwrap();
+    let check = r#"
+import json, sys, jsonschema
+schema = json.load(open("src/schema/v2.schema.json"))
+jsonschema.Draft202012Validator.check_schema(schema)
+for path in sys.argv[1:]:
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(json.load(open(path))))
+    print(path.rsplit("/", 1)[-1], len(errors))
+"#;
+    let out = run_python(&["-c", check, good.to_str().unwrap(), bad.to_str().unwrap()]);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("good.json 0"), "{out}");
+    assert!(!out.contains("bad.json 0"), "{out}");
+}
+
+#[test]
+fn bad_model_files_fail_at_start_up_with_clear_errors() {
+    let dir = scratch();
+    let missing = dir.path().join("nope.pt");
+    let e = Model::load(ModelConfig::new(&missing)).unwrap_err();
+    assert!(matches!(e, ModelError::NotFound(_)), "{e}");
+    assert!(e.to_string().contains("nope.pt"));
+
+    let garbage = dir.path().join("garbage.pt");
+    std::fs::write(&garbage, b"this is not a torchscript archive").unwrap();
+    let e = Model::load(ModelConfig::new(&garbage)).unwrap_err();
+    assert!(matches!(e, ModelError::Load { .. }), "{e}");
+
+    // A valid TorchScript file that is not a detector: forward(Tensor) -> Tensor.
+    let wrong = dir.path().join("wrong.pt");
+    let script = format!(
+        "import torch\nclass M(torch.nn.Module):\n    def forward(self, x: torch.Tensor) -> torch.Tensor:\n        return x * 2\ntorch.jit.script(M()).save({:?})\n",
+        wrong.to_str().unwrap()
+    );
+    // TorchScript needs the source in a file.
+    let script_path = dir.path().join("make_wrong.py");
+    std::fs::write(&script_path, script).unwrap();
+    run_python(&[script_path.to_str().unwrap()]);
+    let e = Model::load(ModelConfig::new(&wrong)).unwrap_err();
+    assert!(matches!(e, ModelError::Signature { .. }), "{e}");
+    assert!(e.to_string().contains("export_model.py"), "{e}");
+
+    let bad_sidecar = dir.path().join("side.pt");
+    std::fs::copy(fixture_model(), &bad_sidecar).unwrap();
+    std::fs::write(dir.path().join("side.json"), b"{not json").unwrap();
+    let e = Model::load(ModelConfig::new(&bad_sidecar)).unwrap_err();
+    assert!(matches!(e, ModelError::Sidecar { .. }), "{e}");
+
+    let mut zero = ModelConfig::new(fixture_model());
+    zero.batch_size = 0;
+    assert!(matches!(Model::load(zero), Err(ModelError::Config(_))));
+    let mut cuda = ModelConfig::new(fixture_model());
+    cuda.device = vidinfer::model::DeviceChoice::Cuda(0);
+    if !tch::Cuda::is_available() {
+        assert!(matches!(Model::load(cuda), Err(ModelError::NoCuda(0))));
+    }
+}
+
+/// The production architecture: torchvision's maskrcnn_resnet50_fpn exported by our
+/// script (random weights: the hub is unreachable here) loads and runs through tch.
+#[test]
+fn exported_resnet50_mask_rcnn_runs_through_the_runtime() {
+    let dir = scratch();
+    let out_dir = dir.path().join("r50");
+    run_python(&[
+        "scripts/export_model.py",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--weights",
+        "none",
+        "--min-size",
+        "320",
+        "--max-size",
+        "320",
+        "--score-thresh",
+        "0.0",
+        "--detections-per-img",
+        "5",
+        "--tar",
+    ]);
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("model.json")).unwrap()).unwrap();
+    let classes = sidecar["classes"].as_array().unwrap();
+    assert_eq!(classes.len(), 91);
+    assert_eq!(classes[1], "person");
+    assert_eq!(classes[12], "N/A");
+    assert_eq!(sidecar["input"]["min_size"], 320);
+    // SageMaker's layout: model.pt at the root of model.tar.gz.
+    let listing = std::process::Command::new("tar")
+        .args(["-tzf", out_dir.join("model.tar.gz").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.lines().any(|l| l == "model.pt"), "{listing}");
+
+    let mut cfg = ModelConfig::new(out_dir.join("model.pt"));
+    cfg.batch_size = 2;
+    let model = Model::load(cfg).unwrap();
+    assert_eq!(model.info().label(1), "person");
+    assert_eq!(model.info().label(500), "class_500");
+    let img = vidinfer::model::Image {
+        width: 320,
+        height: 240,
+        rgb: vec![90; 320 * 240 * 3],
+    };
+    let (dets, secs) = model.infer_blocking(vec![img.clone(), img], true).unwrap();
+    assert_eq!(dets.len(), 2);
+    assert!(secs > 0.0);
+    for d in &dets {
+        assert_eq!(
+            d.len(),
+            5,
+            "box_detections_per_img=5 with no score threshold"
+        );
+        for det in d {
+            assert!((0..91).contains(&det.label_id));
+            assert!(det.bbox[0] <= det.bbox[2] && det.bbox[2] <= 320.0);
+            let m = det.mask.as_ref().expect("masks requested");
+            assert_eq!(m.bits.len(), (m.width * m.height) as usize);
+        }
+    }
+}
+
+/// Retrains the fixture model from scratch and checks it reaches the committed quality.
+/// Slow (about 7 minutes on 2 cores): `cargo test --release -- --ignored`.
+#[test]
+#[ignore]
+fn fixture_training_script_reproduces_a_model_of_the_same_quality() {
+    let dir = scratch();
+    run_python(&[
+        "scripts/train_fixture_model.py",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--check",
+    ]);
+    assert!(dir.path().join("model.pt").exists());
+}
