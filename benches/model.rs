@@ -14,7 +14,7 @@ use std::time::Instant;
 use vidinfer::model::{Image, Model, ModelConfig};
 use vidinfer::video::{DecodeOptions, Decoder, Resize, Sampling};
 
-fn frames(video: &PathBuf, n: usize) -> Vec<Image> {
+fn frames(video: &std::path::Path, n: usize) -> Vec<Image> {
     let mut dec = Decoder::open(
         video.as_path(),
         DecodeOptions {
