@@ -16,7 +16,7 @@ use vidinfer::video::{DecodeOptions, Decoder, Resize, Sampling};
 
 fn frames(video: &std::path::Path, n: usize) -> Vec<Image> {
     let mut dec = Decoder::open(
-        video.as_path(),
+        video,
         DecodeOptions {
             sampling: Sampling::EveryNth(5),
             resize: Resize::default(),
