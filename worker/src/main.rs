@@ -3,6 +3,8 @@
 
 mod args;
 mod run;
+mod shutdown;
+mod sqs;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +37,13 @@ enum Command {
     /// Example: vidinfer-worker run --model tests/fixtures/model/model.pt
     /// tests/fixtures/sample/shapes.mp4 -o detections.json
     Run(run::RunArgs),
+    /// Consume inference requests from an SQS queue: S3 in, S3 out, SNS notifications
+    /// in SageMaker's InferenceResult format. Stops on SIGTERM/ctrl-c after draining.
+    ///
+    /// Example: vidinfer-worker sqs --queue-url https://sqs.us-east-1.amazonaws.com/123/jobs
+    /// --output-path s3://bucket/results --success-topic arn:aws:sns:...:ok
+    /// --error-topic arn:aws:sns:...:err --model /opt/ml/model/model.pt
+    Sqs(Box<sqs::SqsArgs>),
     /// Print what the decoder sees in a video (container, codec, size, rotation, frame
     /// rate, duration) as JSON, without loading a model.
     Probe {
@@ -54,6 +63,7 @@ fn main() -> std::process::ExitCode {
     args::init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Run(a) => run::main(a),
+        Command::Sqs(a) => sqs::main(*a),
         Command::Probe { video } => probe(&video),
     };
     match result {

@@ -1,0 +1,347 @@
+//! S3: `s3://` locations, streaming downloads into a temp file under a size limit,
+//! and uploads (one PUT, or multipart above [`MULTIPART_THRESHOLD`]). Uploads to the
+//! same key overwrite, so a redelivered request writes the same object again.
+
+use std::path::Path;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use tokio::io::AsyncWriteExt;
+
+use crate::aws::{classify, ErrorKind};
+
+/// Outputs larger than this are uploaded in parts.
+pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
+/// Size of each part of a multipart upload (S3's minimum is 5 MiB).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// A bucket and a key (or key prefix).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct S3Uri {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl std::fmt::Display for S3Uri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+impl std::str::FromStr for S3Uri {
+    type Err = StorageError;
+
+    /// `s3://bucket/key`; the key may be empty (a bucket-level prefix).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| StorageError::InvalidUri {
+            uri: s.chars().take(200).collect(),
+            reason: why.to_string(),
+        };
+        let rest = s
+            .strip_prefix("s3://")
+            .ok_or_else(|| bad("it does not start with s3://"))?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(bad("the bucket name is not a valid S3 bucket name"));
+        }
+        if key.len() > 1024 || key.chars().any(char::is_control) {
+            return Err(bad(
+                "the key is longer than 1024 bytes or has control characters",
+            ));
+        }
+        Ok(S3Uri {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        })
+    }
+}
+
+impl S3Uri {
+    /// This location treated as a prefix, with `name` appended after a `/`.
+    pub fn join(&self, name: &str) -> S3Uri {
+        let key = if self.key.is_empty() || self.key.ends_with('/') {
+            format!("{}{name}", self.key)
+        } else {
+            format!("{}/{name}", self.key)
+        };
+        S3Uri {
+            bucket: self.bucket.clone(),
+            key,
+        }
+    }
+}
+
+/// What can go wrong talking to S3.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("`{uri}` is not an S3 location: {reason}")]
+    InvalidUri { uri: String, reason: String },
+    #[error("{uri} does not exist")]
+    NotFound { uri: String },
+    #[error("access to {uri} was denied: {message}")]
+    Denied { uri: String, message: String },
+    #[error("{uri} is {size} bytes, over the limit of {max} bytes")]
+    TooLarge { uri: String, size: u64, max: u64 },
+    #[error("S3 {op} of {uri} failed (transient): {message}")]
+    Transient {
+        op: &'static str,
+        uri: String,
+        message: String,
+    },
+    #[error("S3 {op} of {uri} failed: {message}")]
+    Failed {
+        op: &'static str,
+        uri: String,
+        message: String,
+    },
+    #[error("local file error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StorageError {
+    /// True when retrying may succeed (throttling, 5xx, network, local disk).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Transient { .. } | StorageError::Io(_))
+    }
+
+    fn from_sdk<E>(op: &'static str, uri: &S3Uri, err: &aws_sdk_s3::error::SdkError<E>) -> Self
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let (kind, message) = classify(err);
+        let uri = uri.to_string();
+        match kind {
+            ErrorKind::NotFound => StorageError::NotFound { uri },
+            ErrorKind::Denied => StorageError::Denied { uri, message },
+            ErrorKind::Transient => StorageError::Transient { op, uri, message },
+            ErrorKind::Other => StorageError::Failed { op, uri, message },
+        }
+    }
+}
+
+/// An S3 client.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    client: aws_sdk_s3::Client,
+}
+
+impl Storage {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Storage {
+        let conf = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(crate::aws::has_endpoint_override(sdk))
+            .build();
+        Storage {
+            client: aws_sdk_s3::Client::from_conf(conf),
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    /// Stream an object into a new temp file in `dir`, refusing objects larger than
+    /// `max_bytes` (checked on the declared length before anything is read, and again
+    /// while reading). The file is deleted when the returned handle is dropped.
+    pub async fn download(
+        &self,
+        uri: &S3Uri,
+        dir: &Path,
+        max_bytes: u64,
+    ) -> Result<(tempfile::NamedTempFile, u64), StorageError> {
+        let resp = self
+            .client
+            .get_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("GET", uri, &e))?;
+        let declared = resp.content_length().unwrap_or(0).max(0) as u64;
+        if declared > max_bytes {
+            return Err(StorageError::TooLarge {
+                uri: uri.to_string(),
+                size: declared,
+                max: max_bytes,
+            });
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("vidinfer-input-")
+            .tempfile_in(dir)?;
+        let mut file = tokio::fs::File::from_std(tmp.reopen()?);
+        let mut body = resp.body;
+        let mut written = 0u64;
+        loop {
+            let chunk = body.try_next().await.map_err(|e| StorageError::Transient {
+                op: "GET",
+                uri: uri.to_string(),
+                message: e.to_string(),
+            })?;
+            let Some(chunk) = chunk else { break };
+            written += chunk.len() as u64;
+            if written > max_bytes {
+                return Err(StorageError::TooLarge {
+                    uri: uri.to_string(),
+                    size: written,
+                    max: max_bytes,
+                });
+            }
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        Ok((tmp, written))
+    }
+
+    /// Read a whole (small) object into memory, refusing more than `max_bytes`.
+    pub async fn get_bytes(&self, uri: &S3Uri, max_bytes: u64) -> Result<Vec<u8>, StorageError> {
+        let resp = self
+            .client
+            .get_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("GET", uri, &e))?;
+        let declared = resp.content_length().unwrap_or(0).max(0) as u64;
+        if declared > max_bytes {
+            return Err(StorageError::TooLarge {
+                uri: uri.to_string(),
+                size: declared,
+                max: max_bytes,
+            });
+        }
+        let data = resp
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Transient {
+                op: "GET",
+                uri: uri.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(data.into_bytes().to_vec())
+    }
+
+    /// Write an object (overwriting), in parts when it is large.
+    pub async fn put(
+        &self,
+        uri: &S3Uri,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        if body.len() > MULTIPART_THRESHOLD {
+            return self.put_multipart(uri, body, content_type).await;
+        }
+        self.client
+            .put_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("PUT", uri, &e))?;
+        Ok(())
+    }
+
+    async fn put_multipart(
+        &self,
+        uri: &S3Uri,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("multipart start", uri, &e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let result = async {
+            let mut parts = Vec::new();
+            for (i, chunk) in body.chunks(PART_SIZE).enumerate() {
+                let n = i as i32 + 1;
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(&uri.bucket)
+                    .key(&uri.key)
+                    .upload_id(&upload_id)
+                    .part_number(n)
+                    .body(ByteStream::from(chunk.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| StorageError::from_sdk("multipart part", uri, &e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(n)
+                        .set_e_tag(part.e_tag().map(str::to_string))
+                        .build(),
+                );
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&uri.bucket)
+                .key(&uri.key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| StorageError::from_sdk("multipart complete", uri, &e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            // Leave no orphaned parts behind (best effort; a lifecycle rule is the backstop).
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&uri.bucket)
+                .key(&uri.key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_uris_parse_join_and_reject() {
+        let u: S3Uri = "s3://my-bucket/in/video.mp4".parse().unwrap();
+        assert_eq!(
+            (u.bucket.as_str(), u.key.as_str()),
+            ("my-bucket", "in/video.mp4")
+        );
+        assert_eq!(u.to_string(), "s3://my-bucket/in/video.mp4");
+        let p: S3Uri = "s3://out-bucket".parse().unwrap();
+        assert_eq!(p.join("abc.out").to_string(), "s3://out-bucket/abc.out");
+        let p: S3Uri = "s3://out-bucket/results/".parse().unwrap();
+        assert_eq!(p.join("abc.out").key, "results/abc.out");
+        let p: S3Uri = "s3://out-bucket/results".parse().unwrap();
+        assert_eq!(p.join("abc.out").key, "results/abc.out");
+        for bad in [
+            "http://x/y",
+            "s3://",
+            "s3://A_B/key",
+            "/etc/passwd",
+            "s3://ab/k",
+        ] {
+            assert!(bad.parse::<S3Uri>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! `sqs`: the standalone queue worker (ECS/Kubernetes + KEDA).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use vidinfer::aws::AwsOptions;
+use vidinfer::metrics::Metrics;
+use vidinfer::model::Model;
+use vidinfer::notify::Notifier;
+use vidinfer::pipeline::Engine;
+use vidinfer::queue::{QueueConfig, QueueWorker};
+use vidinfer::storage::S3Uri;
+
+use crate::args::{ModelArgs, ParamArgs};
+
+#[derive(Args, Debug)]
+pub struct SqsArgs {
+    /// URL of the SQS queue to consume (one message = one inference request; see the
+    /// README for the message format).
+    #[arg(long, env = "VIDINFER_QUEUE_URL")]
+    pub queue_url: String,
+
+    /// S3 prefix for results: each is written to {OUTPUT_PATH}/{inferenceId}.out
+    /// (SageMaker's S3OutputPath).
+    #[arg(long, env = "VIDINFER_S3_OUTPUT_PATH")]
+    pub output_path: S3Uri,
+
+    /// S3 prefix for error objects, {FAILURE_PATH}/{inferenceId}-error.out
+    /// (SageMaker's S3FailurePath; default: the output path).
+    #[arg(long, env = "VIDINFER_S3_FAILURE_PATH")]
+    pub failure_path: Option<S3Uri>,
+
+    /// SNS topic ARN for success notifications (none: no success notifications).
+    #[arg(long, env = "VIDINFER_SUCCESS_TOPIC")]
+    pub success_topic: Option<String>,
+
+    /// SNS topic ARN for failure notifications (none: no failure notifications).
+    #[arg(long, env = "VIDINFER_ERROR_TOPIC")]
+    pub error_topic: Option<String>,
+
+    /// Include the result in success notifications when it is at most 128 KB
+    /// (SageMaker's IncludeInferenceResponseIn).
+    #[arg(long, env = "VIDINFER_INCLUDE_RESPONSE_BODY")]
+    pub include_response_body: bool,
+
+    /// Name reported as requestParameters.endpointName in notifications.
+    #[arg(long, env = "VIDINFER_ENDPOINT_NAME", default_value = "vidinfer")]
+    pub endpoint_name: String,
+
+    /// Jobs processed at once (their downloads and decodes overlap; the model is shared).
+    #[arg(long, env = "VIDINFER_CONCURRENCY", default_value_t = 2)]
+    pub concurrency: usize,
+
+    /// Visibility timeout in seconds, set on receive and renewed by a heartbeat every
+    /// third of it while a job runs.
+    #[arg(long, env = "VIDINFER_VISIBILITY_TIMEOUT", default_value_t = 120)]
+    pub visibility_timeout: u32,
+
+    /// Long-poll wait per receive in seconds (0-20).
+    #[arg(long, env = "VIDINFER_WAIT_TIME", default_value_t = 20)]
+    pub wait_time: u32,
+
+    /// Largest input video accepted, in MiB.
+    #[arg(long, env = "VIDINFER_MAX_INPUT_MB", default_value_t = 2048)]
+    pub max_input_mb: u64,
+
+    /// Seconds in-flight jobs get to finish after SIGTERM/ctrl-c before their messages
+    /// are handed back to the queue.
+    #[arg(long, env = "VIDINFER_DRAIN_TIMEOUT", default_value_t = 30)]
+    pub drain_timeout: u64,
+
+    /// Seconds a message stays invisible after a transient failure, times its receive
+    /// count (so retries back off).
+    #[arg(long, env = "VIDINFER_RETRY_BACKOFF", default_value_t = 10)]
+    pub retry_backoff: u32,
+
+    /// Directory for downloaded videos (each is deleted when its job ends).
+    #[arg(long, env = "VIDINFER_TMP_DIR", default_value_os_t = std::env::temp_dir())]
+    pub tmp_dir: PathBuf,
+
+    /// Address of the /metrics (Prometheus) and /ping endpoint; "off" disables it.
+    #[arg(long, env = "VIDINFER_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: String,
+
+    /// AWS region (default: the SDK's chain: AWS_REGION, profile, instance metadata).
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+
+    /// Endpoint override for S3, SQS and SNS (e.g. a local moto server).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub params: ParamArgs,
+}
+
+pub fn main(a: SqsArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.concurrency >= 1, "--concurrency must be at least 1");
+    anyhow::ensure!(
+        a.visibility_timeout >= 10,
+        "--visibility-timeout must be at least 10 s"
+    );
+    anyhow::ensure!(
+        a.wait_time <= 20,
+        "--wait-time must be within 0-20 s (SQS's maximum)"
+    );
+    let defaults = a.params.params()?;
+    let model = Model::load(a.model.config()).context("loading the model")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let sdk = vidinfer::aws::load(&AwsOptions {
+            region: a.region.clone(),
+            endpoint_url: a.endpoint_url.clone(),
+        })
+        .await;
+        let region = sdk
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into());
+        let metrics = Arc::new(Metrics::default());
+        let shutdown = crate::shutdown::token();
+        if a.metrics_addr != "off" {
+            let addr: SocketAddr = a
+                .metrics_addr
+                .parse()
+                .with_context(|| format!("--metrics-addr `{}` is not host:port", a.metrics_addr))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics endpoint to {addr}"))?;
+            tracing::info!(%addr, "metrics on /metrics");
+            let router = vidinfer::server::metrics_router(metrics.clone());
+            let stop = shutdown.clone();
+            tokio::spawn(async move { vidinfer::server::serve(listener, router, stop).await });
+        }
+        let notifier = Notifier::new(&sdk, a.success_topic.clone(), a.error_topic.clone());
+        let failure_path = a
+            .failure_path
+            .clone()
+            .unwrap_or_else(|| a.output_path.clone());
+        let vis = a.visibility_timeout as i32;
+        let config = QueueConfig {
+            queue_url: a.queue_url.clone(),
+            output_path: a.output_path.clone(),
+            failure_path,
+            endpoint_name: a.endpoint_name.clone(),
+            region,
+            concurrency: a.concurrency,
+            visibility_timeout_s: vis,
+            heartbeat_every: Duration::from_secs(u64::from(a.visibility_timeout / 3).max(1)),
+            wait_time_s: a.wait_time as i32,
+            max_input_bytes: a.max_input_mb * 1024 * 1024,
+            drain_timeout: Duration::from_secs(a.drain_timeout),
+            include_response_body: a.include_response_body,
+            retry_backoff_s: a.retry_backoff as i32,
+            step_attempts: 5,
+            temp_dir: a.tmp_dir.clone(),
+            defaults,
+        };
+        let worker = Arc::new(QueueWorker::new(
+            Engine::new(model),
+            &sdk,
+            notifier,
+            config,
+            metrics,
+        ));
+        worker.run(shutdown).await;
+        Ok(())
+    })
+}
