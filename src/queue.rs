@@ -324,7 +324,7 @@ impl QueueWorker {
             Ok(r) => r,
             Err(e) => {
                 let info = RequestInfo {
-                    inference_id: fallback_id(message_id),
+                    inference_id: best_effort_id(body, message_id),
                     parameters: RequestParameters {
                         accept: None,
                         content_type: None,
@@ -586,13 +586,16 @@ impl QueueWorker {
     }
 }
 
-/// An inference id for a message too broken to carry one: its SQS message id.
-fn fallback_id(message_id: &str) -> String {
-    if crate::request::validate_inference_id(message_id).is_ok() {
-        message_id.to_string()
-    } else {
-        uuid::Uuid::new_v4().to_string()
-    }
+/// The inference id of a request that failed validation: its own when it has a valid
+/// one, else its SQS message id (else a new one).
+fn best_effort_id(body: &str, message_id: &str) -> String {
+    let valid = |id: &str| crate::request::validate_inference_id(id).is_ok();
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("inferenceId")?.as_str().map(str::to_string))
+        .filter(|id| valid(id))
+        .or_else(|| valid(message_id).then(|| message_id.to_string()))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 /// The `inputLocation` of a body that failed validation, when it has a readable one.

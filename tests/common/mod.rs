@@ -13,6 +13,8 @@ use std::process::{Command, Stdio};
 
 use vidinfer::video::Frame;
 
+pub mod moto;
+
 /// Number of index bits drawn into each frame (frames 0..1023 are distinguishable).
 pub const CODE_BITS: u32 = 10;
 
@@ -230,9 +232,14 @@ pub fn ffmpeg_first_frame(path: &Path) -> (u32, u32, Vec<u8>) {
     (w, h, data[pos + 1..].to_vec())
 }
 
-/// The repository's root (tests run with the package root as working directory).
+/// The repository's root (this harness is shared by the root package's tests and the
+/// worker crate's, whose manifest directory is one level down).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|p| p.join("tests/fixtures").is_dir())
+        .expect("the repository root")
+        .to_path_buf()
 }
 
 /// The committed fixture model.

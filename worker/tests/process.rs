@@ -1,0 +1,165 @@
+//! The `vidinfer-worker sqs` process against a moto server: what happens when a worker
+//! is killed mid-job, and when it is asked to stop.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::moto::*;
+use common::*;
+
+fn spawn_worker(moto: &Moto, res: &Resources, extra: &[&str]) -> Child {
+    let log = std::fs::File::create(
+        std::env::temp_dir().join(format!("{}.log", unique("vidinfer-worker"))),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidinfer-worker"));
+    cmd.arg("sqs")
+        .args(["--queue-url", &res.queue_url])
+        .args(["--output-path", &format!("s3://{}/results", res.bucket)])
+        .args(["--success-topic", &res.success_topic])
+        .args(["--error-topic", &res.error_topic])
+        .args(["--model", fixture_model().to_str().unwrap()])
+        .args([
+            "--wait-time",
+            "1",
+            "--metrics-addr",
+            "off",
+            "--concurrency",
+            "1",
+        ])
+        .args(extra)
+        .envs(moto.env())
+        .stdout(Stdio::null())
+        .stderr(log);
+    cmd.spawn().expect("spawn vidinfer-worker")
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn message(res: &Resources, id: &str) -> String {
+    // Every frame: a job long enough (~150 forward passes) to be interrupted.
+    format!(
+        r#"{{"inputLocation":"s3://{}/in/shapes.mp4","inferenceId":"{id}","params":{{"frameInterval":1}}}}"#,
+        res.bucket
+    )
+}
+
+/// A worker killed with SIGKILL mid-job writes nothing; its message reappears after
+/// the visibility timeout and a second worker completes it: exactly one output object
+/// and one success notification for the inferenceId.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_request_is_redelivered_and_completed_once() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let res = Resources::create(&sdk, 5).await;
+    upload(
+        &sdk,
+        &res.bucket,
+        "in/shapes.mp4",
+        std::fs::read(sample_video()).unwrap(),
+    )
+    .await;
+    send(&sdk, &res.queue_url, &message(&res, "killed-once")).await;
+
+    let mut first = spawn_worker(&moto, &res, &["--visibility-timeout", "10"]);
+    wait_until(
+        "the first worker to take the message",
+        Duration::from_secs(60),
+        || async { depth(&sdk, &res.queue_url).await.1 == 1 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    assert!(download(&sdk, &res.bucket, "results/killed-once.out")
+        .await
+        .is_none());
+
+    let mut second = spawn_worker(&moto, &res, &["--visibility-timeout", "10"]);
+    let notes = notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(120)).await;
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["inferenceId"], "killed-once");
+    // No second notification trickles in, and one output object exists.
+    assert!(
+        notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(3))
+            .await
+            .is_empty()
+    );
+    let keys: Vec<String> = list_keys(&sdk, &res.bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("results/"))
+        .collect();
+    assert_eq!(keys, vec!["results/killed-once.out".to_string()]);
+    assert_eq!(depth(&sdk, &res.queue_url).await, (0, 0));
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
+/// SIGTERM with a job in flight: the worker stops receiving, finishes the job within
+/// its drain timeout, and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_job_in_flight_then_exits_cleanly() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let res = Resources::create(&sdk, 5).await;
+    upload(
+        &sdk,
+        &res.bucket,
+        "in/shapes.mp4",
+        std::fs::read(sample_video()).unwrap(),
+    )
+    .await;
+    send(&sdk, &res.queue_url, &message(&res, "drain-me")).await;
+    let mut worker = spawn_worker(&moto, &res, &["--drain-timeout", "120"]);
+    wait_until(
+        "the worker to take the message",
+        Duration::from_secs(60),
+        || async { depth(&sdk, &res.queue_url).await.1 == 1 },
+    )
+    .await;
+    let ok = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    // A message sent after SIGTERM is not taken.
+    send(&sdk, &res.queue_url, &message(&res, "after-term")).await;
+    let status =
+        wait_exit(&mut worker, Duration::from_secs(120)).expect("the worker exits after draining");
+    assert!(status.success(), "exit status {status:?}");
+    let notes = notifications(&sdk, &res.success_inbox, 2, Duration::from_secs(3)).await;
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["inferenceId"], "drain-me");
+    assert_eq!(
+        depth(&sdk, &res.queue_url).await,
+        (1, 0),
+        "the later message is still queued"
+    );
+}
