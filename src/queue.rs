@@ -672,10 +672,10 @@ mod tests {
             "s3://b/k"
         );
         assert_eq!(best_effort_input("garbage"), "");
-        assert_eq!(
-            fallback_id("0f3c2a1e-aaaa-bbbb-cccc-123456789012"),
-            "0f3c2a1e-aaaa-bbbb-cccc-123456789012"
-        );
-        assert_ne!(fallback_id("a/b"), "a/b");
+        let mid = "0f3c2a1e-aaaa-bbbb-cccc-123456789012";
+        assert_eq!(best_effort_id(r#"{"inferenceId":"mine"}"#, mid), "mine");
+        assert_eq!(best_effort_id(r#"{"inferenceId":"../x"}"#, mid), mid);
+        assert_eq!(best_effort_id("garbage", mid), mid);
+        assert_ne!(best_effort_id("garbage", "a/b"), "a/b");
     }
 }
