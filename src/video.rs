@@ -375,7 +375,6 @@ pub struct Decoder {
     scaler: Option<(ScalerKey, scaling::Context)>,
     decoded: ffmpeg::frame::Video,
     converted: ffmpeg::frame::Video,
-    kept_frames: u64,
     skip_active: bool,
 }
 
@@ -595,7 +594,6 @@ impl Decoder {
             scaler: None,
             decoded: ffmpeg::frame::Video::empty(),
             converted: ffmpeg::frame::Video::empty(),
-            kept_frames: 0,
             skip_active: false,
         })
     }
@@ -627,14 +625,12 @@ impl Decoder {
                     }
                     continue;
                 }
-                Err(ffmpeg::Error::Eof) => {
-                    return if self.kept_frames == 0 && self.counted == 0 {
-                        Err(VideoError::NoFrames)
-                    } else {
-                        Ok(None)
-                    };
-                }
-                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::error::EAGAIN => {}
+                Err(ffmpeg::Error::Other { errno })
+                    if errno == ffmpeg::error::EAGAIN && !self.eof_sent => {}
+                // The end; or, once flushed, a decoder that still wants input or fails
+                // on a picture cut short: what it produced so far is the video.
+                Err(ffmpeg::Error::Eof) => return self.end(),
+                Err(_) if self.eof_sent => return self.end(),
                 Err(e) => {
                     return Err(VideoError::Corrupt {
                         reason: format!("decoding failed after frame {}: {e}", self.counted),
@@ -642,6 +638,14 @@ impl Decoder {
                 }
             }
             self.feed()?;
+        }
+    }
+
+    fn end(&self) -> Result<Option<Frame>, VideoError> {
+        if self.counted == 0 {
+            Err(VideoError::NoFrames)
+        } else {
+            Ok(None)
         }
     }
 
@@ -653,9 +657,16 @@ impl Decoder {
             if !self.eof_sent {
                 self.set_skip(false);
                 self.ranker_finalize(None);
-                self.decoder
-                    .send_eof()
-                    .map_err(ff("flushing the decoder"))?;
+                match self.decoder.send_eof() {
+                    // A stream cut short can leave the decoder with a partial picture
+                    // it refuses to flush: what it already produced still counts.
+                    Ok(()) | Err(ffmpeg::Error::InvalidData) => {}
+                    Err(e) => {
+                        return Err(VideoError::Corrupt {
+                            reason: format!("the decoder could not be flushed: {e}"),
+                        })
+                    }
+                }
                 self.eof_sent = true;
             }
             return Ok(());
@@ -838,7 +849,6 @@ impl Decoder {
         if !slot.kept {
             return Ok(None);
         }
-        self.kept_frames += 1;
         let frame = self.convert(slot.index, pts_s)?;
         Ok(Some(frame))
     }

@@ -3,6 +3,7 @@
 
 mod args;
 mod run;
+mod serve;
 mod shutdown;
 mod sqs;
 
@@ -44,6 +45,11 @@ enum Command {
     /// --output-path s3://bucket/results --success-topic arn:aws:sns:...:ok
     /// --error-topic arn:aws:sns:...:err --model /opt/ml/model/model.pt
     Sqs(Box<sqs::SqsArgs>),
+    /// Serve SageMaker's container contract on :8080: GET /ping (200 once the model is
+    /// loaded) and POST /invocations (body: the video; answer: the JSON), plus /metrics.
+    /// Per-request options come in X-Amzn-SageMaker-Custom-Attributes, e.g.
+    /// "format=legacy;frame_interval=15".
+    Serve(Box<serve::ServeArgs>),
     /// Print what the decoder sees in a video (container, codec, size, rotation, frame
     /// rate, duration) as JSON, without loading a model.
     Probe {
@@ -64,6 +70,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::main(a),
         Command::Sqs(a) => sqs::main(*a),
+        Command::Serve(a) => serve::main(*a),
         Command::Probe { video } => probe(&video),
     };
     match result {

@@ -140,7 +140,9 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
             tracing::info!(%addr, "metrics on /metrics");
             let router = vidinfer::server::metrics_router(metrics.clone());
             let stop = shutdown.clone();
-            tokio::spawn(async move { vidinfer::server::serve(listener, router, stop).await });
+            tokio::spawn(async move {
+                vidinfer::server::serve(listener, router, stop, Duration::from_secs(1)).await
+            });
         }
         let notifier = Notifier::new(&sdk, a.success_topic.clone(), a.error_topic.clone());
         let failure_path = a

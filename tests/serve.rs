@@ -1,0 +1,343 @@
+//! The SageMaker container contract over real HTTP on 127.0.0.1:0, with the fixture
+//! model: readiness, results in both schemas, every bad-input class, limits, and a
+//! graceful shutdown with a request in flight.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use common::*;
+use tokio_util::sync::CancellationToken;
+use vidinfer::metrics::Metrics;
+use vidinfer::model::{Model, ModelConfig};
+use vidinfer::pipeline::{Engine, Params};
+use vidinfer::schema::Predictions;
+use vidinfer::server::{AppState, ServeConfig};
+use vidinfer::video::Sampling;
+
+fn model() -> Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL
+        .get_or_init(|| Model::load(ModelConfig::new(fixture_model())).expect("fixture model"))
+        .clone()
+}
+
+struct Server {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(max_body: u64, max_concurrency: usize, ready: bool) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::new(
+        ServeConfig {
+            max_body_bytes: max_body,
+            max_concurrency,
+            defaults: Params {
+                sampling: Sampling::EveryNth(10),
+                min_score: Some(0.5),
+                ..Params::default()
+            },
+            temp_dir: std::env::temp_dir(),
+        },
+        Arc::new(Metrics::default()),
+    );
+    if ready {
+        state.set_engine(Engine::new(model()));
+    }
+    let stop = CancellationToken::new();
+    let router = vidinfer::server::router(state.clone());
+    let task = tokio::spawn(vidinfer::server::serve(
+        listener,
+        router,
+        stop.clone(),
+        Duration::from_secs(30),
+    ));
+    Server {
+        addr,
+        state,
+        stop,
+        task,
+    }
+}
+
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// A plain HTTP/1.1 exchange (one request per connection), run off the async threads.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
+    let method = method.to_string();
+    let path = path.to_string();
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in &headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        // The server may answer (413) before reading the whole body.
+        let _ = s.write_all(&body);
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let text_end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head");
+        let head = String::from_utf8_lossy(&raw[..text_end]).to_string();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let mut body = raw[text_end + 4..].to_vec();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            body = dechunk(&body);
+        }
+        Reply { status, body }
+    })
+    .await
+    .unwrap()
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..line_end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[line_end + 2..line_end + 2 + size]);
+        b = &b[line_end + 2 + size + 2..];
+    }
+}
+
+fn video() -> Vec<u8> {
+    std::fs::read(sample_video()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_turns_ready_once_the_model_is_loaded() {
+    let s = start(1 << 30, 2, false).await;
+    assert_eq!(http(s.addr, "GET", "/ping", &[], vec![]).await.status, 503);
+    let r = http(
+        s.addr,
+        "POST",
+        "/invocations",
+        &[("Content-Type", "video/mp4")],
+        video(),
+    )
+    .await;
+    assert_eq!(r.status, 503, "no inference before the model is ready");
+    s.state.set_engine(Engine::new(model()));
+    assert_eq!(http(s.addr, "GET", "/ping", &[], vec![]).await.status, 200);
+    let m = http(s.addr, "GET", "/metrics", &[], vec![]).await;
+    assert_eq!(m.status, 200);
+    assert!(String::from_utf8_lossy(&m.body).contains("vidinfer_jobs_total"));
+    s.stop.cancel();
+    s.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocations_answer_v2_by_default_and_legacy_on_request() {
+    let s = start(1 << 30, 2, true).await;
+    let r = http(
+        s.addr,
+        "POST",
+        "/invocations",
+        &[
+            ("Content-Type", "video/mp4"),
+            ("Accept", "application/json"),
+        ],
+        video(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let Predictions::V2(doc) = Predictions::parse(&r.body).unwrap() else {
+        panic!("v2 expected")
+    };
+    assert_eq!(
+        doc.frames.iter().map(|f| f.index).collect::<Vec<_>>(),
+        (0..150).step_by(10).collect::<Vec<_>>()
+    );
+    assert!(doc.frames.iter().all(|f| f.detections.len() >= 3));
+
+    let r = http(
+        s.addr,
+        "POST",
+        "/invocations",
+        &[
+            ("Content-Type", "application/octet-stream"),
+            (
+                "X-Amzn-SageMaker-Custom-Attributes",
+                "format=legacy;frame_interval=15;resize=stretch",
+            ),
+        ],
+        video(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let Predictions::Legacy(frames) = Predictions::parse(&r.body).unwrap() else {
+        panic!("legacy expected")
+    };
+    assert_eq!(frames.len(), 10);
+    // Stretched to the default 1024x1024 frame: boxes are in that frame's coordinates.
+    assert!(frames.iter().flat_map(|f| &f.boxes).any(|b| b[2] > 320.0));
+    s.stop.cancel();
+}
+
+/// (what, headers, body, expected status)
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_get_their_status_and_the_server_stays_up() {
+    let s = start(2 * 1024 * 1024, 2, true).await;
+    let dir = scratch();
+    let playlist = format!(
+        "#EXTM3U\n#EXTINF:1,\n{}\n#EXT-X-ENDLIST\n",
+        sample_video().display()
+    );
+    let audio = dir.path().join("a.m4a");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=1",
+        "-c:a",
+        "aac",
+        audio.to_str().unwrap(),
+    ]);
+    let cases: Vec<Case> = vec![
+        ("empty body", vec![], vec![], 400),
+        (
+            "random bytes",
+            vec![("Content-Type", "video/mp4")],
+            (0..50_000u32)
+                .map(|i| ((i * 2654435761u32) >> 24) as u8)
+                .collect(),
+            415,
+        ),
+        (
+            "json body",
+            vec![("Content-Type", "application/json")],
+            br#"{"inputLocation":"s3://b/k"}"#.to_vec(),
+            415,
+        ),
+        (
+            "playlist",
+            vec![("Content-Type", "video/mp4")],
+            playlist.into_bytes(),
+            415,
+        ),
+        ("audio only", vec![], std::fs::read(&audio).unwrap(), 415),
+        ("truncated", vec![], video()[..4000].to_vec(), 400),
+        (
+            "too large",
+            vec![("Content-Type", "video/mp4")],
+            vec![0u8; 3 * 1024 * 1024],
+            413,
+        ),
+        (
+            "bad attributes",
+            vec![("X-Amzn-SageMaker-Custom-Attributes", "frame_interval=zero")],
+            video(),
+            400,
+        ),
+        (
+            "bad format",
+            vec![("X-Amzn-SageMaker-Custom-Attributes", "format=xml")],
+            video(),
+            400,
+        ),
+        ("unacceptable", vec![("Accept", "text/csv")], video(), 406),
+    ];
+    for (name, headers, body, status) in cases {
+        let r = http(s.addr, "POST", "/invocations", &headers, body).await;
+        assert_eq!(
+            r.status,
+            status,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        if status != 413 || !r.body.is_empty() {
+            let j = r.json();
+            assert!(
+                !j["message"].as_str().unwrap().is_empty(),
+                "{name}: a reason"
+            );
+        }
+        assert_eq!(
+            http(s.addr, "GET", "/ping", &[], vec![]).await.status,
+            200,
+            "alive after {name}"
+        );
+    }
+    let ok = http(s.addr, "POST", "/invocations", &[], video()).await;
+    assert_eq!(ok.status, 200, "still serving");
+    s.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_concurrency_limit_is_429_and_shutdown_waits_for_the_request_in_flight() {
+    let s = start(1 << 30, 1, true).await;
+    // Every frame: a slow request.
+    let slow = |addr| {
+        http(
+            addr,
+            "POST",
+            "/invocations",
+            &[("X-Amzn-SageMaker-Custom-Attributes", "frame_interval=1")],
+            video(),
+        )
+    };
+    let first = tokio::spawn(slow(s.addr));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let second = http(s.addr, "POST", "/invocations", &[], video()).await;
+    assert_eq!(second.status, 429);
+    assert!(second.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("concurrent"));
+    // SIGTERM equivalent while the first is still running: it completes.
+    s.stop.cancel();
+    let first = first.await.unwrap();
+    assert_eq!(first.status, 200);
+    let Predictions::V2(doc) = Predictions::parse(&first.body).unwrap() else {
+        panic!()
+    };
+    assert_eq!(doc.frames.len(), 150);
+    s.task.await.unwrap().unwrap();
+    assert!(
+        TcpStream::connect(s.addr).is_err(),
+        "the listener is closed"
+    );
+}

@@ -1,0 +1,104 @@
+//! `serve`: the SageMaker asynchronous-endpoint container (bring your own container).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use vidinfer::metrics::Metrics;
+use vidinfer::model::Model;
+use vidinfer::pipeline::Engine;
+use vidinfer::server::{AppState, ServeConfig};
+
+use crate::args::{ModelArgs, ParamArgs};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on. SageMaker sends /ping and /invocations to port 8080.
+    #[arg(long, env = "VIDINFER_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Requests processed at once; more get 429 (set it to the endpoint's
+    /// MaxConcurrentInvocationsPerInstance).
+    #[arg(long, env = "VIDINFER_MAX_CONCURRENCY", default_value_t = 2)]
+    pub max_concurrency: usize,
+
+    /// Largest request body (video) accepted, in MiB; larger ones get 413.
+    #[arg(long, env = "VIDINFER_MAX_BODY_MB", default_value_t = 1024)]
+    pub max_body_mb: u64,
+
+    /// Seconds requests in flight get to finish after SIGTERM (SageMaker waits 30 s).
+    #[arg(long, env = "VIDINFER_SHUTDOWN_GRACE", default_value_t = 28)]
+    pub shutdown_grace: u64,
+
+    /// Directory where request bodies are spooled (each is deleted after its request).
+    #[arg(long, env = "VIDINFER_TMP_DIR", default_value_os_t = std::env::temp_dir())]
+    pub tmp_dir: PathBuf,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub params: ParamArgs,
+}
+
+pub fn main(a: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.max_concurrency >= 1,
+        "--max-concurrency must be at least 1"
+    );
+    let defaults = a.params.params()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        // Bind first: SageMaker's health check may connect before the model is loaded.
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("binding {}", a.listen))?;
+        tracing::info!(addr = %a.listen, "listening; /ping answers 503 until the model is loaded");
+        let metrics = Arc::new(Metrics::default());
+        let state = AppState::new(
+            ServeConfig {
+                max_body_bytes: a.max_body_mb * 1024 * 1024,
+                max_concurrency: a.max_concurrency,
+                defaults,
+                temp_dir: a.tmp_dir.clone(),
+            },
+            metrics,
+        );
+        let shutdown = crate::shutdown::token();
+        let load = {
+            let state = state.clone();
+            let config = a.model.config();
+            let shutdown = shutdown.clone();
+            tokio::task::spawn_blocking(move || match Model::load(config) {
+                Ok(model) => {
+                    state.set_engine(Engine::new(model));
+                    Ok(())
+                }
+                Err(e) => {
+                    // Without a model the container is useless: stop, so the platform
+                    // reports the failure instead of a health check that never passes.
+                    shutdown.cancel();
+                    Err(e)
+                }
+            })
+        };
+        let router = vidinfer::server::router(state);
+        vidinfer::server::serve(
+            listener,
+            router,
+            shutdown,
+            Duration::from_secs(a.shutdown_grace),
+        )
+        .await?;
+        if load.is_finished() {
+            load.await?.context("loading the model")?;
+        }
+        Ok(())
+    })
+}
