@@ -8,4 +8,6 @@ cd "$root"
 "$root/scripts/setup.sh"
 . "$root/scripts/env.sh"
 cargo fmt --all -- --check
+# The binaries first: some tests run them (worker processes, the Docker layout check).
+cargo build --release --workspace --locked
 cargo test --release --workspace --locked "$@"

@@ -249,6 +249,7 @@ pub fn register_torchvision_ops() -> Result<PathBuf, ModelError> {
                 match lib {
                     Ok(lib) => {
                         std::mem::forget(lib);
+                        tracing::info!("torchvision ops loaded from {}", path.display());
                         return Ok(path);
                     }
                     Err(e) => tried.push(format!("{}: {e}", path.display())),
