@@ -143,15 +143,12 @@ impl Storage {
         &self.client
     }
 
-    /// Stream an object into a new temp file in `dir`, refusing objects larger than
-    /// `max_bytes` (checked on the declared length before anything is read, and again
-    /// while reading). The file is deleted when the returned handle is dropped.
-    pub async fn download(
+    /// Start reading an object, refusing it when its declared length is over the limit.
+    async fn get(
         &self,
         uri: &S3Uri,
-        dir: &Path,
         max_bytes: u64,
-    ) -> Result<(tempfile::NamedTempFile, u64), StorageError> {
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StorageError> {
         let resp = self
             .client
             .get_object()
@@ -168,6 +165,19 @@ impl Storage {
                 max: max_bytes,
             });
         }
+        Ok(resp)
+    }
+
+    /// Stream an object into a new temp file in `dir`, refusing objects larger than
+    /// `max_bytes` (checked on the declared length before anything is read, and again
+    /// while reading). The file is deleted when the returned handle is dropped.
+    pub async fn download(
+        &self,
+        uri: &S3Uri,
+        dir: &Path,
+        max_bytes: u64,
+    ) -> Result<(tempfile::NamedTempFile, u64), StorageError> {
+        let resp = self.get(uri, max_bytes).await?;
         let tmp = tempfile::Builder::new()
             .prefix("vidinfer-input-")
             .tempfile_in(dir)?;
@@ -197,22 +207,7 @@ impl Storage {
 
     /// Read a whole (small) object into memory, refusing more than `max_bytes`.
     pub async fn get_bytes(&self, uri: &S3Uri, max_bytes: u64) -> Result<Vec<u8>, StorageError> {
-        let resp = self
-            .client
-            .get_object()
-            .bucket(&uri.bucket)
-            .key(&uri.key)
-            .send()
-            .await
-            .map_err(|e| StorageError::from_sdk("GET", uri, &e))?;
-        let declared = resp.content_length().unwrap_or(0).max(0) as u64;
-        if declared > max_bytes {
-            return Err(StorageError::TooLarge {
-                uri: uri.to_string(),
-                size: declared,
-                max: max_bytes,
-            });
-        }
+        let resp = self.get(uri, max_bytes).await?;
         let data = resp
             .body
             .collect()
