@@ -128,16 +128,7 @@ fn fixture(name: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_is_processed_stored_notified_and_deleted() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let res = Resources::create(&sdk, 3).await;
-    upload(
-        &sdk,
-        &res.bucket,
-        "in/shapes.mp4",
-        std::fs::read(sample_video()).unwrap(),
-    )
-    .await;
+    let (_moto, sdk, res) = with_sample_video(3).await;
     let (stop, metrics, task) = start_worker(&sdk, &res, config(&res, &res.bucket)).await;
     let body = format!(
         r#"{{"inputLocation":"s3://{}/in/shapes.mp4","inferenceId":"shapes-1","contentType":"video/mp4","accept":"application/json","customAttributes":"frame_interval=15;team=cv"}}"#,
@@ -219,17 +210,8 @@ async fn a_request_is_processed_stored_notified_and_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_fail_with_a_reason_and_the_worker_carries_on() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let res = Resources::create(&sdk, 3).await;
+    let (_moto, sdk, res) = with_sample_video(3).await;
     let b = &res.bucket;
-    upload(
-        &sdk,
-        b,
-        "in/shapes.mp4",
-        std::fs::read(sample_video()).unwrap(),
-    )
-    .await;
     upload(
         &sdk,
         b,
@@ -346,16 +328,7 @@ async fn bad_requests_fail_with_a_reason_and_the_worker_carries_on() {
 /// redrive policy moves it to the DLQ after maxReceiveCount. The worker does not spin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infrastructure_failures_are_retried_then_dead_lettered() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let res = Resources::create(&sdk, 2).await;
-    upload(
-        &sdk,
-        &res.bucket,
-        "in/shapes.mp4",
-        std::fs::read(sample_video()).unwrap(),
-    )
-    .await;
+    let (_moto, sdk, res) = with_sample_video(2).await;
     let mut cfg = config(&res, "no-such-output-bucket");
     cfg.defaults.sampling = Sampling::EveryNth(50);
     let (stop, metrics, task) = start_worker(&sdk, &res, cfg).await;
@@ -404,16 +377,7 @@ async fn infrastructure_failures_are_retried_then_dead_lettered() {
 /// is handed back (visible again at once) with nothing written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_or_hands_back() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let res = Resources::create(&sdk, 5).await;
-    upload(
-        &sdk,
-        &res.bucket,
-        "in/shapes.mp4",
-        std::fs::read(sample_video()).unwrap(),
-    )
-    .await;
+    let (_moto, sdk, res) = with_sample_video(5).await;
     let msg = |id: &str| {
         format!(
             r#"{{"inputLocation":"s3://{}/in/shapes.mp4","inferenceId":"{id}","params":{{"frameInterval":1}}}}"#,

@@ -186,6 +186,17 @@ impl Resources {
     }
 }
 
+/// A moto server, its SDK config, and resources with the sample video uploaded to
+/// `s3://{bucket}/in/shapes.mp4`: the start of every worker test.
+pub async fn with_sample_video(max_receive: u32) -> (Moto, SdkConfig, Resources) {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let res = Resources::create(&sdk, max_receive).await;
+    let video = std::fs::read(super::sample_video()).unwrap();
+    upload(&sdk, &res.bucket, "in/shapes.mp4", video).await;
+    (moto, sdk, res)
+}
+
 pub fn s3(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(sdk)

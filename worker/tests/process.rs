@@ -75,16 +75,7 @@ fn message(res: &Resources, id: &str) -> String {
 /// and one success notification for the inferenceId.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_request_is_redelivered_and_completed_once() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let res = Resources::create(&sdk, 5).await;
-    upload(
-        &sdk,
-        &res.bucket,
-        "in/shapes.mp4",
-        std::fs::read(sample_video()).unwrap(),
-    )
-    .await;
+    let (moto, sdk, res) = with_sample_video(5).await;
     send(&sdk, &res.queue_url, &message(&res, "killed-once")).await;
 
     let mut first = spawn_worker(&moto, &res, &["--visibility-timeout", "10"]);
@@ -126,16 +117,7 @@ async fn a_killed_workers_request_is_redelivered_and_completed_once() {
 /// its drain timeout, and exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_job_in_flight_then_exits_cleanly() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let res = Resources::create(&sdk, 5).await;
-    upload(
-        &sdk,
-        &res.bucket,
-        "in/shapes.mp4",
-        std::fs::read(sample_video()).unwrap(),
-    )
-    .await;
+    let (moto, sdk, res) = with_sample_video(5).await;
     send(&sdk, &res.queue_url, &message(&res, "drain-me")).await;
     let mut worker = spawn_worker(&moto, &res, &["--drain-timeout", "120"]);
     wait_until(
