@@ -71,6 +71,14 @@ impl Metrics {
         e.1 += 1;
     }
 
+    /// Record what the engine reports for one finished job: decode and inference
+    /// time, frames and detections.
+    pub fn engine_job(&self, stats: &crate::pipeline::JobStats) {
+        self.stage("decode", stats.decode_s);
+        self.stage("infer", stats.infer_s);
+        self.frames(stats.frames_sampled, stats.detections);
+    }
+
     pub fn queue_wait(&self, seconds: f64) {
         let mut m = self.lock();
         m.queue_wait.0 += seconds;

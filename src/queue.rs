@@ -497,10 +497,7 @@ impl QueueWorker {
             }
         })?;
         drop(file);
-        self.metrics.stage("decode", out.stats.decode_s);
-        self.metrics.stage("infer", out.stats.infer_s);
-        self.metrics
-            .frames(out.stats.frames_sampled, out.stats.detections);
+        self.metrics.engine_job(&out.stats);
         let doc = out.document(self.engine.model(), params);
         let output = self
             .config

@@ -272,11 +272,7 @@ async fn invoke(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec
     };
     let out = engine.run(job, |_| {}).await?;
     drop(file);
-    state.metrics.stage("decode", out.stats.decode_s);
-    state.metrics.stage("infer", out.stats.infer_s);
-    state
-        .metrics
-        .frames(out.stats.frames_sampled, out.stats.detections);
+    state.metrics.engine_job(&out.stats);
     Ok(out.document(engine.model(), &params))
 }
 
