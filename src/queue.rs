@@ -28,7 +28,7 @@ use crate::aws::{classify, retry};
 use crate::metrics::{Metrics, Outcome};
 use crate::notify::{InferenceResult, Notifier, RequestParameters};
 use crate::pipeline::{Engine, Job, Params};
-use crate::request::Request;
+use crate::request::{InputPolicy, Request};
 use crate::storage::{S3Uri, Storage, StorageError};
 use crate::video::Source;
 
@@ -67,6 +67,8 @@ pub struct QueueConfig {
     pub temp_dir: PathBuf,
     /// Parameters of a request that overrides nothing.
     pub defaults: Params,
+    /// S3 locations requests may read (empty: any the worker's credentials can read).
+    pub allowed_inputs: InputPolicy,
 }
 
 /// Why a job did not complete.
@@ -320,7 +322,10 @@ impl QueueWorker {
         received: OffsetDateTime,
         hard_stop: CancellationToken,
     ) -> Outcome {
-        let req = match Request::parse(body) {
+        let req = match Request::parse(body).and_then(|r| {
+            self.config.allowed_inputs.check(&r.input)?;
+            Ok(r)
+        }) {
             Ok(r) => r,
             Err(e) => {
                 let info = RequestInfo {

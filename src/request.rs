@@ -238,6 +238,69 @@ pub fn validate_inference_id(id: &str) -> Result<(), RequestError> {
     }
 }
 
+/// The S3 locations requests may name as input. Empty allows any location (the
+/// worker's IAM role is then the only fence); once a prefix is configured everything
+/// outside the listed prefixes is refused.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InputPolicy {
+    prefixes: Vec<S3Uri>,
+}
+
+impl InputPolicy {
+    /// Allow objects under these prefixes: `s3://bucket` (the whole bucket),
+    /// `s3://bucket/videos/` or `s3://bucket/videos` (both: keys under `videos/`).
+    pub fn new(prefixes: Vec<S3Uri>) -> InputPolicy {
+        let prefixes = prefixes
+            .into_iter()
+            .map(|mut p| {
+                if !p.key.is_empty() && !p.key.ends_with('/') {
+                    p.key.push('/');
+                }
+                p
+            })
+            .collect();
+        InputPolicy { prefixes }
+    }
+
+    /// True when no prefix is configured (every location allowed).
+    pub fn is_open(&self) -> bool {
+        self.prefixes.is_empty()
+    }
+
+    /// Refuse `uri` unless it lies under an allowed prefix. Keys with `.` or `..`
+    /// segments or empty segments are refused outright under a policy: S3 keeps them
+    /// literally, but a proxy or a tool along the way may not, and no real video key
+    /// needs them.
+    pub fn check(&self, uri: &S3Uri) -> Result<(), RequestError> {
+        if self.is_open() {
+            return Ok(());
+        }
+        if uri
+            .key
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(err(format!(
+                "inputLocation {uri} has an empty, `.` or `..` path segment; name the object by its plain key"
+            )));
+        }
+        let allowed = self
+            .prefixes
+            .iter()
+            .any(|p| p.bucket == uri.bucket && uri.key.starts_with(&p.key));
+        if allowed {
+            Ok(())
+        } else {
+            let list: Vec<String> = self.prefixes.iter().map(|p| p.to_string()).collect();
+            Err(err(format!(
+                "inputLocation {uri} is outside the locations this worker may read ({}); \
+                 put the video there or ask the operator to allow its prefix",
+                list.join(", ")
+            )))
+        }
+    }
+}
+
 impl Request {
     /// Parse and validate a message body. `fallback_id` names the request in the failure
     /// notification when the body is too broken to carry an id.
@@ -315,6 +378,32 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_policy_denies_by_default_once_configured() {
+        let uri = |s: &str| s.parse::<S3Uri>().unwrap();
+        let open = InputPolicy::default();
+        assert!(open.check(&uri("s3://any-bucket/a/../b.mp4")).is_ok());
+        let p = InputPolicy::new(vec![uri("s3://videos-in/uploads"), uri("s3://shared")]);
+        assert!(p.check(&uri("s3://videos-in/uploads/a.mp4")).is_ok());
+        assert!(p.check(&uri("s3://videos-in/uploads/team/b.mp4")).is_ok());
+        assert!(p.check(&uri("s3://shared/x.mp4")).is_ok());
+        // A sibling prefix that merely starts with the same letters is not inside.
+        let e = p
+            .check(&uri("s3://videos-in/uploads-private/a.mp4"))
+            .unwrap_err();
+        assert!(e.0.contains("outside the locations"), "{e}");
+        assert!(p.check(&uri("s3://videos-in/other/a.mp4")).is_err());
+        assert!(p.check(&uri("s3://videos-inx/uploads/a.mp4")).is_err());
+        for key in [
+            "uploads/../secret/a.mp4",
+            "uploads/./a.mp4",
+            "uploads//a.mp4",
+        ] {
+            let e = p.check(&uri(&format!("s3://videos-in/{key}"))).unwrap_err();
+            assert!(e.0.contains("segment"), "{key}: {e}");
+        }
+    }
 
     #[test]
     fn a_full_request_parses_and_params_override_attributes() {

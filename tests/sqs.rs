@@ -14,6 +14,7 @@ use vidinfer::model::{Model, ModelConfig};
 use vidinfer::notify::Notifier;
 use vidinfer::pipeline::{Engine, Params};
 use vidinfer::queue::{QueueConfig, QueueWorker};
+use vidinfer::request::InputPolicy;
 use vidinfer::schema::Predictions;
 use vidinfer::video::{Resize, Sampling};
 
@@ -47,6 +48,7 @@ fn config(res: &Resources, output_bucket: &str) -> QueueConfig {
             min_score: Some(0.5),
             ..Params::default()
         },
+        allowed_inputs: Default::default(),
     }
 }
 
@@ -255,13 +257,21 @@ async fn bad_requests_fail_with_a_reason_and_the_worker_carries_on() {
             "",
             "inferenceId",
         ),
+        // The worker may read only s3://{b}/in/ (set below): refused before any download.
+        (
+            format!(r#"{{"inputLocation":"s3://{b}/failures/x.mp4","inferenceId":"outside"}}"#),
+            "outside",
+            "outside the locations this worker may read",
+        ),
     ];
     for (body, _, _) in &cases {
         send(&sdk, &res.queue_url, body).await;
     }
     // Let the TTL of 1 s pass before the worker sees the messages.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (stop, metrics, task) = start_worker(&sdk, &res, config(&res, b)).await;
+    let mut cfg = config(&res, b);
+    cfg.allowed_inputs = InputPolicy::new(vec![format!("s3://{b}/in").parse().unwrap()]);
+    let (stop, metrics, task) = start_worker(&sdk, &res, cfg).await;
     let notes = notifications(&sdk, &res.error_inbox, cases.len(), Duration::from_secs(90)).await;
     assert_eq!(
         notes.len(),

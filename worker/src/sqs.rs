@@ -13,6 +13,7 @@ use vidinfer::model::Model;
 use vidinfer::notify::Notifier;
 use vidinfer::pipeline::Engine;
 use vidinfer::queue::{QueueConfig, QueueWorker};
+use vidinfer::request::InputPolicy;
 use vidinfer::storage::S3Uri;
 
 use crate::args::{ModelArgs, ParamArgs};
@@ -81,6 +82,12 @@ pub struct SqsArgs {
     /// Directory for downloaded videos (each is deleted when its job ends).
     #[arg(long, env = "VIDINFER_TMP_DIR", default_value_os_t = std::env::temp_dir())]
     pub tmp_dir: PathBuf,
+
+    /// S3 prefixes requests may name as input, comma-separated (`s3://bucket` or
+    /// `s3://bucket/prefix/`). Once set, every other location is refused with a failure
+    /// notification. Default: any location the worker's credentials can read.
+    #[arg(long, env = "VIDINFER_ALLOWED_INPUTS", value_delimiter = ',')]
+    pub allowed_inputs: Vec<S3Uri>,
 
     /// Address of the /metrics (Prometheus) and /ping endpoint; "off" disables it.
     #[arg(long, env = "VIDINFER_METRICS_ADDR", default_value = "0.0.0.0:9090")]
@@ -167,6 +174,7 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
             step_attempts: 5,
             temp_dir: a.tmp_dir.clone(),
             defaults,
+            allowed_inputs: InputPolicy::new(a.allowed_inputs.clone()),
         };
         let worker = Arc::new(QueueWorker::new(
             Engine::new(model),
