@@ -45,6 +45,9 @@ pub struct ServeConfig {
     pub defaults: Params,
     /// Where request bodies are spooled.
     pub temp_dir: PathBuf,
+    /// Longest a request may take from its first byte to its answer; past it the job
+    /// is abandoned (its decode stops) and the answer is 504.
+    pub job_timeout: Duration,
 }
 
 /// Shared state: the engine appears once the model has loaded.
@@ -92,6 +95,10 @@ pub enum ServeError {
     Busy(usize),
     #[error(transparent)]
     Video(VideoError),
+    #[error(
+        "the request took longer than the per-job limit of {0} s; send a shorter video or sample fewer frames"
+    )]
+    Timeout(u64),
     #[error("{0}")]
     Internal(String),
 }
@@ -105,6 +112,7 @@ impl ServeError {
             ServeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServeError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ServeError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+            ServeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ServeError::Video(e) => match e {
                 VideoError::Empty
                 | VideoError::Corrupt { .. }
@@ -240,6 +248,18 @@ async fn invoke(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec
         .clone()
         .try_acquire_owned()
         .map_err(|_| ServeError::Busy(state.config.max_concurrency))?;
+    let limit = state.config.job_timeout;
+    tokio::time::timeout(limit, invoke_job(state, engine, headers, body))
+        .await
+        .map_err(|_| ServeError::Timeout(limit.as_secs()))?
+}
+
+async fn invoke_job(
+    state: &AppState,
+    engine: Engine,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, ServeError> {
     content_type_ok(headers)?;
     accept_ok(headers)?;
     let overrides = match headers.get(CUSTOM_ATTRIBUTES) {

@@ -33,6 +33,15 @@ struct Server {
 }
 
 async fn start(max_body: u64, max_concurrency: usize, ready: bool) -> Server {
+    start_with(max_body, max_concurrency, ready, Duration::from_secs(600)).await
+}
+
+async fn start_with(
+    max_body: u64,
+    max_concurrency: usize,
+    ready: bool,
+    job_timeout: Duration,
+) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(
@@ -45,6 +54,7 @@ async fn start(max_body: u64, max_concurrency: usize, ready: bool) -> Server {
                 ..Params::default()
             },
             temp_dir: std::env::temp_dir(),
+            job_timeout,
         },
         Arc::new(Metrics::default()),
     );
@@ -340,4 +350,44 @@ async fn over_the_concurrency_limit_is_429_and_shutdown_waits_for_the_request_in
         TcpStream::connect(s.addr).is_err(),
         "the listener is closed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_the_time_limit_is_504_and_the_server_carries_on() {
+    // 150 frames through the model take far longer than 50 ms on any machine.
+    let s = start_with(1 << 30, 2, true, Duration::from_millis(50)).await;
+    let r = http(
+        s.addr,
+        "POST",
+        "/invocations",
+        &[
+            ("Content-Type", "video/mp4"),
+            ("X-Amzn-SageMaker-Custom-Attributes", "frame_interval=1"),
+        ],
+        video(),
+    )
+    .await;
+    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("per-job limit"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    // The abandoned job released its slot: the next requests are served.
+    let ping = http(s.addr, "GET", "/ping", &[], vec![]).await;
+    assert_eq!(ping.status, 200);
+    let r = http(
+        s.addr,
+        "POST",
+        "/invocations",
+        &[("Content-Type", "video/mp4")],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, 400, "an empty body is still judged on its own");
+    s.stop.cancel();
+    s.task.await.unwrap().unwrap();
 }

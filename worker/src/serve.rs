@@ -33,6 +33,12 @@ pub struct ServeArgs {
     #[arg(long, env = "VIDINFER_SHUTDOWN_GRACE", default_value_t = 28)]
     pub shutdown_grace: u64,
 
+    /// Longest one request may take, in seconds, from its first byte to its answer;
+    /// past it the job is abandoned and answered 504 (keep it under the endpoint's
+    /// InvocationTimeoutSeconds so the error is ours, with a reason).
+    #[arg(long, env = "VIDINFER_JOB_TIMEOUT", default_value_t = 900)]
+    pub job_timeout: u64,
+
     /// Directory where request bodies are spooled (each is deleted after its request).
     #[arg(long, env = "VIDINFER_TMP_DIR", default_value_os_t = std::env::temp_dir())]
     pub tmp_dir: PathBuf,
@@ -49,6 +55,7 @@ pub fn main(a: ServeArgs) -> anyhow::Result<()> {
         a.max_concurrency >= 1,
         "--max-concurrency must be at least 1"
     );
+    anyhow::ensure!(a.job_timeout >= 1, "--job-timeout must be at least 1 s");
     let defaults = a.params.params()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -67,6 +74,7 @@ pub fn main(a: ServeArgs) -> anyhow::Result<()> {
                 max_concurrency: a.max_concurrency,
                 defaults,
                 temp_dir: a.tmp_dir.clone(),
+                job_timeout: Duration::from_secs(a.job_timeout),
             },
             metrics,
         );
