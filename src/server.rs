@@ -123,7 +123,8 @@ impl ServeError {
                 | VideoError::UnsupportedCodec { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 VideoError::ResolutionTooLarge { .. }
                 | VideoError::TooLong { .. }
-                | VideoError::TooManyFrames { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                | VideoError::TooManyFrames { .. }
+                | VideoError::OverBudget { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 VideoError::Io(_) | VideoError::Ffmpeg { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ServeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -80,6 +80,11 @@ pub enum VideoError {
     TooLong { duration_s: f64, max_s: f64 },
     #[error("the video has more than {max} frames, the configured limit")]
     TooManyFrames { max: u64 },
+    #[error(
+        "decoding the video would exceed the budget of {max_pixels} decoded pixels; \
+         raise the limit or split the video"
+    )]
+    OverBudget { max_pixels: u64 },
     #[error("the video is damaged: {reason}")]
     Corrupt { reason: String },
     #[error("the video has no decodable frames")]
@@ -154,6 +159,9 @@ pub struct Limits {
     pub max_duration_s: f64,
     /// Most frames decoded from one video (default 1,000,000: over 9 h at 30 fps).
     pub max_frames: u64,
+    /// Most pixels decoded from one video, kept or not: a budget for the decoder's work
+    /// (default 2.1e12, a million 1080p frames).
+    pub max_decoded_pixels: u64,
 }
 
 impl Default for Limits {
@@ -163,6 +171,7 @@ impl Default for Limits {
             max_height: 4320,
             max_duration_s: 4.0 * 3600.0,
             max_frames: 1_000_000,
+            max_decoded_pixels: 1_000_000 * 1920 * 1080,
         }
     }
 }
@@ -372,6 +381,8 @@ pub struct Decoder {
     eof_sent: bool,
     /// Frames that left the decoder (kept or not): used where timestamps are missing.
     counted: u64,
+    /// Pixels of every frame that left the decoder, against `Limits::max_decoded_pixels`.
+    decoded_pixels: u64,
     scaler: Option<(ScalerKey, scaling::Context)>,
     decoded: ffmpeg::frame::Video,
     converted: ffmpeg::frame::Video,
@@ -518,6 +529,22 @@ impl Decoder {
             .ok_or_else(|| VideoError::UnsupportedCodec {
                 codec: format!("{codec_id:?}").to_lowercase(),
             })?;
+        // The declared size, before the decoder opens (it refuses sizes over max_pixels).
+        // SAFETY: `ctx` owns a valid AVCodecContext filled from the stream parameters.
+        let (declared_w, declared_h) = unsafe { ((*ctx.as_ptr()).width, (*ctx.as_ptr()).height) };
+        if declared_w > 0 && declared_h > 0 {
+            let (w, h) = (declared_w as u32, declared_h as u32);
+            let (w, h) = if rotation % 180 == 90 { (h, w) } else { (w, h) };
+            check_resolution(w, h, &opts.limits)?;
+        }
+        // FFmpeg checks this before it allocates any picture, so a stream that switches
+        // to a huge size mid-way is refused inside the decoder, not after the fact.
+        let max_pixels = u64::from(opts.limits.max_width) * u64::from(opts.limits.max_height);
+        // SAFETY: `ctx` owns a valid AVCodecContext that is not open yet; max_pixels is
+        // a plain field read by avcodec_open2 and the decoders.
+        unsafe {
+            (*ctx.as_mut_ptr()).max_pixels = max_pixels.min(i64::MAX as u64) as i64;
+        }
         ctx.set_threading(threading::Config {
             kind: threading::Type::Frame,
             count: opts.threads,
@@ -591,6 +618,7 @@ impl Decoder {
             input_done: false,
             eof_sent: false,
             counted: 0,
+            decoded_pixels: 0,
             scaler: None,
             decoded: ffmpeg::frame::Video::empty(),
             converted: ffmpeg::frame::Video::empty(),
@@ -815,6 +843,12 @@ impl Decoder {
         if self.counted > self.opts.limits.max_frames {
             return Err(VideoError::TooManyFrames {
                 max: self.opts.limits.max_frames,
+            });
+        }
+        self.decoded_pixels += u64::from(self.decoded.width()) * u64::from(self.decoded.height());
+        if self.decoded_pixels > self.opts.limits.max_decoded_pixels {
+            return Err(VideoError::OverBudget {
+                max_pixels: self.opts.limits.max_decoded_pixels,
             });
         }
         // A real presentation timestamp; best-effort guesses (from DTS) are only used

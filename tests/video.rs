@@ -554,6 +554,21 @@ fn hostile_inputs_give_typed_errors() {
         },
     );
     assert!(matches!(e, VideoError::TooManyFrames { max: 10 }), "{e:?}");
+    let budget = Limits {
+        max_decoded_pixels: 320 * 240 * 10,
+        ..Limits::default()
+    };
+    let e = open_err(
+        &good,
+        DecodeOptions {
+            limits: budget,
+            ..every(1)
+        },
+    );
+    assert!(
+        matches!(e, VideoError::OverBudget { max_pixels } if max_pixels == 320 * 240 * 10),
+        "{e:?}"
+    );
 
     let e = open_err(
         &good,
