@@ -9,6 +9,7 @@ what the deployment relies on. Exits non-zero with every problem listed.
 
 import json
 import pathlib
+import re
 import sys
 
 import hcl2
@@ -104,6 +105,11 @@ if "ScaledObject" in kinds and "Deployment" in kinds:
     env = {e["name"] for e in c.get("env", [])}
     for e in ["VIDINFER_QUEUE_URL", "VIDINFER_S3_OUTPUT_PATH", "VIDINFER_SUCCESS_TOPIC", "VIDINFER_ERROR_TOPIC"]:
         check(e in env, f"k8s: the worker lacks {e}")
+    check("VIDINFER_ALLOWED_INPUTS" in env, "k8s: the worker may read any S3 location (set VIDINFER_ALLOWED_INPUTS)")
+    sc = c.get("securityContext", {})
+    check(sc.get("runAsNonRoot") is True and sc.get("readOnlyRootFilesystem") is True
+          and sc.get("allowPrivilegeEscalation") is False,
+          "k8s: the worker must run as non-root on a read-only root filesystem without privilege escalation")
     grace = dep["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
     drain = int(next((e["value"] for e in c["env"] if e["name"] == "VIDINFER_DRAIN_TIMEOUT"), 30))
     check(grace > drain, "k8s: terminationGracePeriodSeconds must exceed the worker's drain timeout")
@@ -111,6 +117,8 @@ if "ScaledObject" in kinds and "Deployment" in kinds:
 dockerfile = (root / "docker/Dockerfile").read_text()
 check('ENTRYPOINT ["/opt/vidinfer/bin/vidinfer-worker"]' in dockerfile, "Dockerfile: ENTRYPOINT is not the exec form of the worker")
 check("docker/stage-runtime.sh" in dockerfile, "Dockerfile: the runtime layout is not made by docker/stage-runtime.sh")
+users = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
+check(bool(users) and users[-1] not in ("root", "0"), "Dockerfile: the runtime image runs as root")
 
 if problems:
     print("\n".join(problems))

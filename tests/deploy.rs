@@ -67,7 +67,14 @@ fn deployment_files_pass_and_the_checks_catch_regressions() {
     assert!(ok, "{out}");
     assert!(out.contains("deployment files OK"));
 
-    let cases: [(&str, &str, &str, &str); 5] = [
+    let cases: [(&str, &str, &str, &str); 7] = [
+        ("docker/Dockerfile", "USER 10001\n", "", "runs as root"),
+        (
+            "docker/k8s/worker.yaml",
+            "readOnlyRootFilesystem: true",
+            "readOnlyRootFilesystem: false",
+            "non-root on a read-only root",
+        ),
         (
             "docker/terraform/main.tf",
             r#"actions   = ["sns:Publish"]"#,

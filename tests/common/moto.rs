@@ -303,3 +303,31 @@ pub async fn notifications(
     }
     out
 }
+
+/// Start `vidinfer-worker sqs` (the binary at `exe`) on `res`'s queue with the fixture
+/// model, results under `s3://{bucket}/results`; its log goes to a temp file.
+pub fn spawn_sqs_worker(
+    exe: &std::path::Path,
+    moto: &Moto,
+    res: &Resources,
+    extra: &[&str],
+) -> Child {
+    let log = std::fs::File::create(
+        std::env::temp_dir().join(format!("{}.log", unique("vidinfer-worker"))),
+    )
+    .unwrap();
+    Command::new(exe)
+        .arg("sqs")
+        .args(["--queue-url", &res.queue_url])
+        .args(["--output-path", &format!("s3://{}/results", res.bucket)])
+        .args(["--success-topic", &res.success_topic])
+        .args(["--error-topic", &res.error_topic])
+        .args(["--model", super::fixture_model().to_str().unwrap()])
+        .args(["--wait-time", "1", "--metrics-addr", "off"])
+        .args(extra)
+        .envs(moto.env())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn vidinfer-worker")
+}

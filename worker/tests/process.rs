@@ -4,37 +4,20 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::moto::*;
-use common::*;
 
 fn spawn_worker(moto: &Moto, res: &Resources, extra: &[&str]) -> Child {
-    let log = std::fs::File::create(
-        std::env::temp_dir().join(format!("{}.log", unique("vidinfer-worker"))),
+    let mut args = vec!["--concurrency", "1"];
+    args.extend_from_slice(extra);
+    spawn_sqs_worker(
+        std::path::Path::new(env!("CARGO_BIN_EXE_vidinfer-worker")),
+        moto,
+        res,
+        &args,
     )
-    .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidinfer-worker"));
-    cmd.arg("sqs")
-        .args(["--queue-url", &res.queue_url])
-        .args(["--output-path", &format!("s3://{}/results", res.bucket)])
-        .args(["--success-topic", &res.success_topic])
-        .args(["--error-topic", &res.error_topic])
-        .args(["--model", fixture_model().to_str().unwrap()])
-        .args([
-            "--wait-time",
-            "1",
-            "--metrics-addr",
-            "off",
-            "--concurrency",
-            "1",
-        ])
-        .args(extra)
-        .envs(moto.env())
-        .stdout(Stdio::null())
-        .stderr(log);
-    cmd.spawn().expect("spawn vidinfer-worker")
 }
 
 async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)

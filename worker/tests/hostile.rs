@@ -1,0 +1,293 @@
+//! The hostile-input corpus (`scripts/hostile_corpus.py`: empty, noise, truncated and
+//! corrupted files, audio-only, stills, text, huge declared sizes, absurd frame rates
+//! and timestamps, playlists and concat scripts naming local files and loopback URLs,
+//! malformed and oversized messages) through all three front doors: each case ends in
+//! its documented outcome — `run`'s exit status and message, `serve`'s HTTP status,
+//! `sqs`'s notification (message deleted, worker alive).
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::moto::*;
+use common::*;
+
+#[derive(serde::Deserialize)]
+struct Media {
+    name: String,
+    file: PathBuf,
+    expect: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Message {
+    name: String,
+    body: String,
+    reason: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    media: Vec<Media>,
+    messages: Vec<Message>,
+}
+
+fn corpus(dir: &Path, loopback_port: u16) -> Manifest {
+    let script = repo().join("scripts/hostile_corpus.py");
+    let out = Command::new(venv_python())
+        .arg(&script)
+        .arg(dir)
+        .args(["--loopback-port", &loopback_port.to_string()])
+        .output()
+        .expect("run the corpus script");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(m.media.len() + m.messages.len() >= 20);
+    m
+}
+
+/// What a failure of each class says (the error's own words, in every front door).
+fn phrase(class: &str) -> &'static [&'static str] {
+    match class {
+        "empty" => &["is empty"],
+        "unrecognized" => &["not a video container"],
+        "no-video" => &["no video stream"],
+        "too-large" => &["limit", "budget"],
+        "damaged" => &["damaged", "no decodable frames"],
+        other => panic!("unknown class {other}"),
+    }
+}
+
+fn status(class: &str) -> u16 {
+    match class {
+        "ok" => 200,
+        "empty" | "damaged" => 400,
+        "unrecognized" | "no-video" => 415,
+        "too-large" => 413,
+        other => panic!("unknown class {other}"),
+    }
+}
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_vidinfer-worker"))
+}
+
+/// A loopback port with a listener that counts connections: no case may reach it.
+fn tripwire() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            if c.is_ok() {
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn every_case_gets_its_documented_failure_from_run() {
+    let dir = scratch();
+    let (port, hits) = tripwire();
+    let m = corpus(dir.path(), port);
+    for case in &m.media {
+        let out = Command::new(exe())
+            .arg("run")
+            .arg(&case.file)
+            .args(["--model", fixture_model().to_str().unwrap()])
+            .args(["--frame-interval", "5", "--output", "/dev/null"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let code = out.status.code();
+        let matched = case.expect.iter().any(|class| match class.as_str() {
+            "ok" => code == Some(0),
+            c => code == Some(1) && phrase(c).iter().any(|p| stderr.contains(p)),
+        });
+        assert!(
+            matched,
+            "{}: expected one of {:?}, got exit {code:?}: {stderr}",
+            case.name, case.expect
+        );
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+fn wait_ping(addr: SocketAddr, child: &mut Child) {
+    let start = Instant::now();
+    loop {
+        assert!(child.try_wait().unwrap().is_none(), "serve exited early");
+        if std::net::TcpStream::connect(addr).is_ok()
+            && http_exchange(addr, "GET", "/ping", &[], b"").0 == 200
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "serve never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_case_gets_its_documented_status_from_serve() {
+    let dir = scratch();
+    let (port, hits) = tripwire();
+    let m = corpus(dir.path(), port);
+    let listen = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut child = Command::new(exe())
+        .arg("serve")
+        .args(["--listen", &listen.to_string()])
+        .args(["--model", fixture_model().to_str().unwrap()])
+        .args(["--frame-interval", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ping(listen, &mut child);
+    for case in &m.media {
+        let body = std::fs::read(&case.file).unwrap();
+        let (code, reply) = http_exchange(
+            listen,
+            "POST",
+            "/invocations",
+            &[("Content-Type", "application/octet-stream")],
+            &body,
+        );
+        let allowed: Vec<u16> = case.expect.iter().map(|c| status(c)).collect();
+        assert!(
+            allowed.contains(&code),
+            "{}: expected {allowed:?}, got {code}: {:.300}",
+            case.name,
+            String::from_utf8_lossy(&reply)
+        );
+        if code != 200 {
+            let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+            let message = v["message"].as_str().unwrap();
+            let class = case.expect.iter().find(|c| status(c) == code).unwrap();
+            assert!(
+                phrase(class).iter().any(|p| message.contains(p)),
+                "{}: {message}",
+                case.name
+            );
+        }
+    }
+    // Oversized and malformed custom attributes, the header's share of the message cases.
+    let video = std::fs::read(sample_video()).unwrap();
+    for (attrs, needle) in [
+        (format!("a={}", "1".repeat(2000)), "customAttributes"),
+        ("frame_interval=-3".to_string(), "frame_interval"),
+        ("masks=perhaps".to_string(), "masks"),
+    ] {
+        let (code, reply) = http_exchange(
+            listen,
+            "POST",
+            "/invocations",
+            &[
+                ("Content-Type", "video/mp4"),
+                ("X-Amzn-SageMaker-Custom-Attributes", &attrs),
+            ],
+            &video,
+        );
+        let text: String = String::from_utf8_lossy(&reply).chars().take(300).collect();
+        assert_eq!(code, 400, "{attrs:.40}: {text}");
+        assert!(text.contains(needle), "{attrs:.40}: {text}");
+    }
+    assert_eq!(http_exchange(listen, "GET", "/ping", &[], b"").0, 200);
+    assert!(child.try_wait().unwrap().is_none(), "serve is still up");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_gets_its_documented_notification_from_sqs() {
+    let dir = scratch();
+    let (port, hits) = tripwire();
+    let m = corpus(dir.path(), port);
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let res = Resources::create(&sdk, 3).await;
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (i, case) in m.media.iter().enumerate() {
+        let key = format!("in/{i:02}-{}", case.name.replace('%', "pct"));
+        upload(&sdk, &res.bucket, &key, std::fs::read(&case.file).unwrap()).await;
+        let id = format!("media-{i:02}");
+        let body = serde_json::json!({
+            "inputLocation": format!("s3://{}/{key}", res.bucket),
+            "inferenceId": id,
+            "params": {"frameInterval": 5},
+        });
+        send(&sdk, &res.queue_url, &body.to_string()).await;
+        expected.insert(id, case.expect.clone());
+    }
+    for msg in &m.messages {
+        send(&sdk, &res.queue_url, &msg.body).await;
+    }
+    let mut worker = spawn_sqs_worker(exe(), &moto, &res, &["--concurrency", "2"]);
+    let total = m.media.len() + m.messages.len();
+    let deadline = Duration::from_secs(240);
+    let start = Instant::now();
+    let mut notes = Vec::new();
+    while notes.len() < total && start.elapsed() < deadline {
+        for inbox in [&res.success_inbox, &res.error_inbox] {
+            notes.extend(notifications(&sdk, inbox, 1, Duration::from_secs(1)).await);
+        }
+        assert!(worker.try_wait().unwrap().is_none(), "the worker died");
+    }
+    assert_eq!(notes.len(), total, "one notification per case: {notes:#?}");
+    for (id, classes) in &expected {
+        let n = notes
+            .iter()
+            .find(|n| n["inferenceId"] == id.as_str())
+            .unwrap_or_else(|| panic!("no notification for {id}"));
+        let ok = classes.iter().any(|c| match c.as_str() {
+            "ok" => n["invocationStatus"] == "Completed",
+            c => {
+                n["invocationStatus"] == "Failed"
+                    && phrase(c)
+                        .iter()
+                        .any(|p| n["failureReason"].as_str().unwrap().contains(p))
+            }
+        });
+        assert!(ok, "{id}: expected one of {classes:?}, got {n:#}");
+    }
+    let failures: Vec<&str> = notes
+        .iter()
+        .filter(|n| !n["inferenceId"].as_str().unwrap().starts_with("media-"))
+        .map(|n| n["failureReason"].as_str().unwrap())
+        .collect();
+    for msg in &m.messages {
+        assert!(
+            failures.iter().any(|f| f.contains(&msg.reason)),
+            "{}: no failure mentions `{}`: {failures:#?}",
+            msg.name,
+            msg.reason
+        );
+    }
+    // Every message was deleted (none left, none in flight, none dead-lettered), and the
+    // worker is still taking work.
+    assert_eq!(depth(&sdk, &res.queue_url).await, (0, 0));
+    assert_eq!(depth(&sdk, &res.dlq_url).await, (0, 0));
+    assert!(worker.try_wait().unwrap().is_none(), "the worker is alive");
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
