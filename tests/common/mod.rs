@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 
 use vidinfer::video::Frame;
 
+pub mod faults;
 pub mod moto;
 
 /// Number of index bits drawn into each frame (frames 0..1023 are distinguishable).

@@ -305,10 +305,11 @@ pub async fn notifications(
 }
 
 /// Start `vidinfer-worker sqs` (the binary at `exe`) on `res`'s queue with the fixture
-/// model, results under `s3://{bucket}/results`; its log goes to a temp file.
+/// model, results under `s3://{bucket}/results`, AWS reached through `env` (see
+/// [`Moto::env`]); its log goes to a temp file.
 pub fn spawn_sqs_worker(
     exe: &std::path::Path,
-    moto: &Moto,
+    env: &[(&'static str, String)],
     res: &Resources,
     extra: &[&str],
 ) -> Child {
@@ -325,7 +326,7 @@ pub fn spawn_sqs_worker(
         .args(["--model", super::fixture_model().to_str().unwrap()])
         .args(["--wait-time", "1", "--metrics-addr", "off"])
         .args(extra)
-        .envs(moto.env())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

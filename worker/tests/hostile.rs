@@ -241,7 +241,7 @@ async fn every_case_gets_its_documented_notification_from_sqs() {
     for msg in &m.messages {
         send(&sdk, &res.queue_url, &msg.body).await;
     }
-    let mut worker = spawn_sqs_worker(exe(), &moto, &res, &["--concurrency", "2"]);
+    let mut worker = spawn_sqs_worker(exe(), &moto.env(), &res, &["--concurrency", "2"]);
     let total = m.media.len() + m.messages.len();
     let deadline = Duration::from_secs(240);
     let start = Instant::now();

@@ -14,7 +14,7 @@ fn spawn_worker(moto: &Moto, res: &Resources, extra: &[&str]) -> Child {
     args.extend_from_slice(extra);
     spawn_sqs_worker(
         std::path::Path::new(env!("CARGO_BIN_EXE_vidinfer-worker")),
-        moto,
+        &moto.env(),
         res,
         &args,
     )
