@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything vidinfer needs on a Debian 12 machine. Idempotent and cached: a
 # second run checks and returns in seconds.
-#   - Debian packages: FFmpeg's libraries and CLI, clang (bindgen), pkg-config
+#   - Debian packages: FFmpeg's libraries and CLI, clang (bindgen), pkg-config, DejaVu
+#     fonts (the load test's chart labels)
 #   - a Python venv outside the checkout ($VIDINFER_CACHE/venv, default
 #     ~/.cache/vidinfer/venv) with PyTorch/torchvision (LibTorch for tch) and moto
 set -euo pipefail
@@ -11,7 +12,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 apt_packages=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev
-  libavdevice-dev libswresample-dev pkg-config clang libclang-dev ffmpeg python3-venv)
+  libavdevice-dev libswresample-dev pkg-config clang libclang-dev ffmpeg python3-venv
+  fonts-dejavu-core)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
