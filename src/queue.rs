@@ -156,6 +156,7 @@ impl QueueWorker {
         let hard_stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut backoff = Duration::from_secs(1);
+        let mut stopped_at: Option<Instant> = None;
         info!(queue = %self.config.queue_url, concurrency = self.config.concurrency, "worker started");
         loop {
             while let Some(done) = tasks.try_join_next() {
@@ -177,10 +178,28 @@ impl QueueWorker {
                     Err(_) => break,
                 }
             }
+            let receive = self.receive(permits.len() as i32);
+            tokio::pin!(receive);
             let received = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
-                r = self.receive(permits.len() as i32) => r,
+                r = &mut receive => r,
+                _ = shutdown.cancelled() => {
+                    // A long poll in progress may already have been handed messages:
+                    // dropping it would leave them invisible for a whole visibility
+                    // timeout. Let it end (within the wait time) and give them back.
+                    stopped_at = Some(Instant::now());
+                    if let Ok(messages) = receive.await {
+                        for m in &messages {
+                            if let Some(r) = m.receipt_handle() {
+                                self.set_visibility(r, 0).await;
+                            }
+                        }
+                        if !messages.is_empty() {
+                            info!(count = messages.len(), "handed back messages received while stopping");
+                        }
+                    }
+                    break;
+                }
             };
             match received {
                 Ok(messages) => {
@@ -208,10 +227,14 @@ impl QueueWorker {
             in_flight = tasks.len(),
             "shutting down: no new messages; draining"
         );
-        let drained = tokio::time::timeout(self.config.drain_timeout, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
+        // The drain timeout counts from the shutdown signal, not from the end of a
+        // long poll that was let finish.
+        let since = stopped_at.map_or(Duration::ZERO, |t| t.elapsed());
+        let drained =
+            tokio::time::timeout(self.config.drain_timeout.saturating_sub(since), async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
         if drained.is_err() {
             warn!(
                 left = tasks.len(),

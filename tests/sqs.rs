@@ -434,6 +434,36 @@ async fn shutdown_drains_or_hands_back() {
     );
 }
 
+/// A message that reaches the worker's last long poll, after the shutdown signal, is
+/// given back at once rather than left invisible for a whole visibility timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_caught_by_the_last_long_poll_is_handed_back() {
+    let (_moto, sdk, res) = with_sample_video(3).await;
+    let mut cfg = config(&res, &res.bucket);
+    cfg.wait_time_s = 5;
+    cfg.visibility_timeout_s = 120;
+    let (stop, metrics, task) = start_worker(&sdk, &res, cfg).await;
+    // The queue is empty: the worker sits in a long poll.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.cancel();
+    let body = format!(
+        r#"{{"inputLocation":"s3://{}/in/shapes.mp4","inferenceId":"late"}}"#,
+        res.bucket
+    );
+    send(&sdk, &res.queue_url, &body).await;
+    task.await.unwrap();
+    assert_eq!(
+        metrics.jobs(Outcome::Completed),
+        0,
+        "no new work after the signal"
+    );
+    assert_eq!(
+        depth(&sdk, &res.queue_url).await,
+        (1, 0),
+        "the message is visible again, not held for 120 s"
+    );
+}
+
 async fn wait_in_flight(sdk: &aws_config::SdkConfig, queue: &str) {
     let start = std::time::Instant::now();
     while depth(sdk, queue).await.1 == 0 {

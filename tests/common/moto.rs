@@ -317,13 +317,15 @@ pub fn spawn_sqs_worker(
         std::env::temp_dir().join(format!("{}.log", unique("vidinfer-worker"))),
     )
     .unwrap();
-    Command::new(exe)
-        .arg("sqs")
-        .args(["--queue-url", &res.queue_url])
+    let mut cmd = Command::new(exe);
+    cmd.arg("sqs");
+    if !extra.contains(&"--model") {
+        cmd.args(["--model", super::fixture_model().to_str().unwrap()]);
+    }
+    cmd.args(["--queue-url", &res.queue_url])
         .args(["--output-path", &format!("s3://{}/results", res.bucket)])
         .args(["--success-topic", &res.success_topic])
         .args(["--error-topic", &res.error_topic])
-        .args(["--model", super::fixture_model().to_str().unwrap()])
         .args(["--wait-time", "1", "--metrics-addr", "off"])
         .args(extra)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

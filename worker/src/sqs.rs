@@ -119,12 +119,23 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
         "--wait-time must be within 0-20 s (SQS's maximum)"
     );
     let defaults = a.params.params()?;
-    let model = Model::load(a.model.config()).context("loading the model")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
+        // Signals first: a worker scaled in while it is still loading the model exits 0
+        // (it holds no message yet) instead of dying by the signal.
+        let shutdown = crate::shutdown::token();
+        let config = a.model.config();
+        let load = tokio::task::spawn_blocking(move || Model::load(config));
+        let model = tokio::select! {
+            m = load => m?.context("loading the model")?,
+            _ = shutdown.cancelled() => {
+                tracing::info!("stopped while loading the model");
+                return Ok(());
+            }
+        };
         let sdk = vidinfer::aws::load(&AwsOptions {
             region: a.region.clone(),
             endpoint_url: a.endpoint_url.clone(),
@@ -135,7 +146,6 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
             .map(|r| r.to_string())
             .unwrap_or_else(|| "us-east-1".into());
         let metrics = Arc::new(Metrics::default());
-        let shutdown = crate::shutdown::token();
         if a.metrics_addr != "off" {
             let addr: SocketAddr = a
                 .metrics_addr
@@ -185,5 +195,8 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
         ));
         worker.run(shutdown).await;
         Ok(())
-    })
+    });
+    // A model load abandoned at shutdown may still be reading: don't wait for it.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
 }

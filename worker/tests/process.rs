@@ -128,3 +128,49 @@ async fn sigterm_finishes_the_job_in_flight_then_exits_cleanly() {
         "the later message is still queued"
     );
 }
+
+/// SIGTERM while the model is still loading (a scale-in right after a scale-out): the
+/// worker holds no message yet and exits 0, not by the signal. The model's sidecar is a
+/// named pipe, so loading blocks until this test lets it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_start_up_exits_cleanly() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (moto, _sdk, res) = with_sample_video(5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.pt");
+    std::fs::copy(common::fixture_model(), &model).unwrap();
+    let fifo = dir.path().join("model.json");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut worker = spawn_worker(&moto, &res, &["--model", model.to_str().unwrap()]);
+    // A non-blocking open for writing succeeds once a reader (the loading worker) is
+    // there (O_NONBLOCK; ENXIO before).
+    let start = std::time::Instant::now();
+    let _writer = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(0o4000)
+            .open(&fifo)
+        {
+            Ok(w) => break w,
+            Err(_) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "the worker never started loading"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let ok = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = wait_exit(&mut worker, Duration::from_secs(30)).expect("the worker exits");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
