@@ -15,11 +15,13 @@
 //! - [`notify`]: SageMaker's `InferenceResult` notifications on SNS.
 //! - [`queue`]: the SQS-driven worker that ties them together.
 //! - [`aws`]: SDK configuration and error classification; [`metrics`]: Prometheus text.
+//! - [`fuzz`]: entry points shared by the fuzz targets and their regression tests.
 //!
 //! The front doors (`vidinfer-worker run | serve | sqs`) live in `worker/`; `gifgen/`
 //! draws detections onto the video.
 
 pub mod aws;
+pub mod fuzz;
 pub mod metrics;
 pub mod model;
 pub mod notify;

@@ -337,6 +337,13 @@ impl Predictions {
     /// Read a v2 document or a legacy array, telling them apart by shape.
     pub fn parse(bytes: &[u8]) -> Result<Predictions, SchemaError> {
         let value: serde_json::Value = serde_json::from_slice(bytes)?;
+        // Coordinates and scores are f32: a larger number would read as infinity and
+        // could not be written back as JSON.
+        if let Some(n) = out_of_f32_range(&value) {
+            return Err(SchemaError::Shape(format!(
+                "the number {n} is out of range for a coordinate or score"
+            )));
+        }
         match &value {
             serde_json::Value::Array(_) => {
                 let frames: Vec<LegacyFrame> =
@@ -370,9 +377,30 @@ impl Predictions {
     }
 }
 
+/// The first non-integer number whose magnitude exceeds f32's range, if any.
+fn out_of_f32_range(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .filter(|x| !x.is_finite() || x.abs() > f64::from(f32::MAX)),
+        serde_json::Value::Array(a) => a.iter().find_map(out_of_f32_range),
+        serde_json::Value::Object(o) => o.values().find_map(out_of_f32_range),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_beyond_f32_are_refused_not_read_as_infinity() {
+        let legacy = br#"[{"boxes":[[1,2,3,1e39]],"labels":[1],"scores":[0.9]}]"#;
+        let e = Predictions::parse(legacy).unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
+        let fine = br#"[{"boxes":[[1,2,3,3.0e38]],"labels":[1],"scores":[0.9]}]"#;
+        assert!(Predictions::parse(fine).is_ok());
+    }
 
     #[test]
     fn rle_of_a_crop_round_trips_at_scale_one_and_two() {
