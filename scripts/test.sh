@@ -8,6 +8,7 @@ cd "$root"
 "$root/scripts/setup.sh"
 . "$root/scripts/env.sh"
 cargo fmt --all -- --check
+"$root/scripts/deny.sh"
 # The binaries first: some tests run them (worker processes, the Docker layout check).
 cargo build --release --workspace --locked
 log="$(mktemp)"
