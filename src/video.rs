@@ -945,9 +945,9 @@ impl Decoder {
                 Pixel::RGB24,
                 sw,
                 sh,
-                scaling::Flags::BILINEAR
-                    | scaling::Flags::ACCURATE_RND
-                    | scaling::Flags::FULL_CHR_H_INT,
+                // swscale's SIMD paths: the high-precision flags cost more per
+                // kept frame than decoding it (see the decode benchmark).
+                scaling::Flags::BILINEAR,
             )
             .map_err(ff("setting up pixel conversion"))?;
             self.scaler = Some((key, ctx));
