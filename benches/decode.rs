@@ -12,46 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use support::{cache_dir, x264_clip};
 use vidinfer::video::{DecodeOptions, Decoder, Resize, Sampling};
 
-fn cache_dir() -> PathBuf {
-    let base = std::env::var_os("VIDINFER_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("vidinfer"));
-    let dir = base.join("bench");
-    std::fs::create_dir_all(&dir).expect("create bench cache dir");
-    dir
-}
-
-/// A 10 s, 30 fps H.264 clip with x264's default settings (medium preset, 3 B-frames,
-/// B-pyramid): the shape of a typical phone or camera upload.
-fn clip(dir: &Path, width: u32, height: u32) -> PathBuf {
-    let path = dir.join(format!("x264-{height}p30-10s.mp4"));
-    if !path.exists() {
-        eprintln!("generating {}", path.display());
-        let src = format!("testsrc2=size={width}x{height}:rate=30:duration=10");
-        let tmp = path.with_extension("tmp.mp4");
-        let ok = Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                &src,
-            ])
-            .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
-            .arg(&tmp)
-            .status()
-            .expect("run ffmpeg")
-            .success();
-        assert!(ok, "ffmpeg failed");
-        std::fs::rename(&tmp, &path).unwrap();
-    }
-    path
-}
+mod support;
 
 struct Run {
     kept: u64,
@@ -148,7 +112,7 @@ fn main() {
     );
     let mut summary = Vec::new();
     for (w, h) in [(1280, 720), (1920, 1080)] {
-        let path = clip(&dir, w, h);
+        let path = x264_clip(&dir, w, h);
         for interval in [1u32, 30] {
             let cv2 = reference(&path, interval);
             let cv2_rate = cv2.as_ref().map(|r| r.kept as f64 / r.seconds);

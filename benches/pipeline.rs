@@ -31,7 +31,7 @@
 //! videos are generated once into `$VIDINFER_CACHE/bench/`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,15 @@ use vidinfer::pipeline::{Engine, Job, JobStats, Params};
 use vidinfer::schema::OutputFormat;
 use vidinfer::storage::{S3Uri, Storage};
 use vidinfer::video::{Resize, Sampling, Source};
+
+use common::moto::Moto;
+use common::venv_python;
+use support::{cache_dir, ffmpeg, x264_clip};
+
+// The test harness's moto server and venv lookup (the bench starts AWS the same way).
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
 
 /// Every Nth frame for sections 2, 4 and 5: with the fixture model the forward calls
 /// then dominate a request, which is the regime the overhead target is about.
@@ -57,35 +66,6 @@ const THROUGHPUT_ROUNDS: usize = 2;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cache_dir() -> PathBuf {
-    let base = std::env::var_os("VIDINFER_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("vidinfer"));
-    let dir = base.join("bench");
-    std::fs::create_dir_all(&dir).expect("create bench cache dir");
-    dir
-}
-
-fn venv_python() -> PathBuf {
-    std::env::var_os("VIDINFER_VENV")
-        .map(|v| PathBuf::from(v).join("bin/python"))
-        .unwrap_or_else(|| PathBuf::from("python3"))
-}
-
-fn ffmpeg(args: &[&str], out: &Path) {
-    eprintln!("generating {}", out.display());
-    let tmp = out.with_extension("tmp.mp4");
-    let ok = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .arg(&tmp)
-        .status()
-        .expect("run ffmpeg")
-        .success();
-    assert!(ok, "ffmpeg failed");
-    std::fs::rename(&tmp, out).unwrap();
 }
 
 fn mtime(p: &Path) -> Option<std::time::SystemTime> {
@@ -119,86 +99,6 @@ fn shapes(dir: &Path, seconds: u32) -> PathBuf {
         );
     }
     path
-}
-
-/// The 720p clip of benches/decode.rs (same name and settings, so the cache is shared).
-fn clip_720p(dir: &Path) -> PathBuf {
-    let path = dir.join("x264-720p30-10s.mp4");
-    if !path.exists() {
-        ffmpeg(
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=1280x720:rate=30:duration=10",
-                "-c:v",
-                "libx264",
-                "-pix_fmt",
-                "yuv420p",
-            ],
-            &path,
-        );
-    }
-    path
-}
-
-/// A moto server on a free loopback port (as tests/common/moto.rs starts it), killed
-/// when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::fs::File::create(
-            std::env::temp_dir().join(format!("vidinfer-bench-moto-{port}.log")),
-        )
-        .unwrap();
-        let child = Command::new(venv_python())
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start moto (scripts/setup.sh installs it)");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "moto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// Environment for a process (the Python reference) talking to this server.
-    fn env(&self) -> [(&'static str, &str); 6] {
-        [
-            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ]
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What every section shares.
@@ -1014,7 +914,7 @@ fn main() {
     let cache = cache_dir();
     let shapes10 = shapes(&cache, 10);
     let shapes100 = shapes(&cache, 100);
-    let hd = clip_720p(&cache);
+    let hd = x264_clip(&cache, 1280, 720);
 
     // Two runtime workers, as `vidinfer-worker` builds its runtime.
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -66,6 +66,8 @@ impl Moto {
             ("AWS_ACCESS_KEY_ID", "test".into()),
             ("AWS_SECRET_ACCESS_KEY", "test".into()),
             ("AWS_REGION", "us-east-1".into()),
+            // boto3 (the Python reference of the benchmarks) reads this one.
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ]
