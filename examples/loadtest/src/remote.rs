@@ -98,21 +98,10 @@ pub async fn run_sqs(
         },
         instances: None,
     };
-    let rec = Arc::new(Recorder::new());
-    let ending = run::drive(plan, target, &inboxes, observers, None, rec.clone()).await;
-    run::finish(
-        out,
-        RunInfo {
-            mode: "sqs".into(),
-            target: queue_url.to_string(),
-            shape: plan.shape.to_string(),
-            planned: plan.count,
-            ended_by: ending.as_str().into(),
-            ..RunInfo::default()
-        },
-        &rec,
-        started,
+    drive_and_finish(
+        "sqs", queue_url, plan, target, &inboxes, observers, out, started,
     )
+    .await
 }
 
 /// Load a SageMaker asynchronous endpoint.
@@ -141,13 +130,38 @@ pub async fn run_sagemaker(
         workers: Workers::None,
         instances: Some(instances),
     };
+    drive_and_finish(
+        "sagemaker",
+        endpoint,
+        plan,
+        target,
+        &inboxes,
+        observers,
+        out,
+        started,
+    )
+    .await
+}
+
+/// Run the plan against a remote target and write the run's files.
+#[allow(clippy::too_many_arguments)]
+async fn drive_and_finish(
+    mode: &str,
+    target_name: &str,
+    plan: &Plan,
+    target: Arc<Target>,
+    inboxes: &Inboxes,
+    observers: Observers,
+    out: &Output,
+    started: Instant,
+) -> anyhow::Result<Summary> {
     let rec = Arc::new(Recorder::new());
-    let ending = run::drive(plan, target, &inboxes, observers, None, rec.clone()).await;
+    let ending = run::drive(plan, target, inboxes, observers, None, rec.clone()).await;
     run::finish(
         out,
         RunInfo {
-            mode: "sagemaker".into(),
-            target: endpoint.to_string(),
+            mode: mode.into(),
+            target: target_name.to_string(),
             shape: plan.shape.to_string(),
             planned: plan.count,
             ended_by: ending.as_str().into(),

@@ -211,6 +211,12 @@ impl Summary {
             0.0
         };
         let samples = || of(Kind::Sample).chain(of(Kind::Scale));
+        // Events of a kind whose reason passes `test`.
+        let with_reason = |k: Kind, test: &dyn Fn(&str) -> bool| {
+            of(k)
+                .filter(|e| e.reason.as_deref().is_some_and(test))
+                .count()
+        };
         let mut fleet: Vec<&Event> = samples()
             .chain(of(Kind::WorkerStarted))
             .chain(of(Kind::WorkerExited))
@@ -243,27 +249,9 @@ impl Summary {
             end_to_end_s: Stats::of(firsts.iter().filter_map(|e| e.end_to_end_s)),
             workers: Range::of(fleet.iter().filter_map(|e| e.workers)),
             instances: Range::of(samples().filter_map(|e| e.instances)),
-            scale_outs: of(Kind::Scale)
-                .filter(|e| {
-                    e.reason
-                        .as_deref()
-                        .is_some_and(|r| r.starts_with("scale out"))
-                })
-                .count(),
-            scale_ins: of(Kind::Scale)
-                .filter(|e| {
-                    e.reason
-                        .as_deref()
-                        .is_some_and(|r| r.starts_with("scale in"))
-                })
-                .count(),
-            worker_crashes: of(Kind::WorkerExited)
-                .filter(|e| {
-                    e.reason
-                        .as_deref()
-                        .is_some_and(|r| r.contains("unexpected"))
-                })
-                .count(),
+            scale_outs: with_reason(Kind::Scale, &|r| r.starts_with("scale out")),
+            scale_ins: with_reason(Kind::Scale, &|r| r.starts_with("scale in")),
+            worker_crashes: with_reason(Kind::WorkerExited, &|r| r.contains("unexpected")),
             dead_lettered: info.dead_lettered,
         }
     }
