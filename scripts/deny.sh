@@ -13,6 +13,11 @@ if [ ! -x "$tools/bin/cargo-deny" ]; then
   cargo install --locked --quiet cargo-deny --version 0.20.2 --root "$tools"
 fi
 export PATH="$tools/bin:$PATH"
+# `cargo deny --offline` reads every crate in Cargo.lock from cargo's cache, including
+# ones that only other platforms build (windows-sys, wasm-bindgen, ...), which a Linux
+# build never downloads. `cargo fetch` without --target downloads them all (a no-op
+# once they are cached), so the check passes on a machine that never built the project.
+cargo fetch --locked --quiet
 cargo deny --offline --log-level error check licenses bans sources
 echo "[deny] licenses, bans, sources: ok" >&2
 if timeout 20 git ls-remote https://github.com/RustSec/advisory-db HEAD >/dev/null 2>&1; then
