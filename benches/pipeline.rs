@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
 use vidinfer::model::{Model, ModelConfig};
-use vidinfer::pipeline::{Engine, Job, JobStats, Params};
+use vidinfer::params::Params;
+use vidinfer::pipeline::{Engine, Job, JobStats};
 use vidinfer::schema::OutputFormat;
 use vidinfer::storage::{S3Uri, Storage};
 use vidinfer::video::{Resize, Sampling, Source};
@@ -142,7 +143,7 @@ fn load(path: &Path, threads: usize, batch: usize) -> Model {
 struct Timed {
     wall_s: f64,
     download_s: f64,
-    /// Rendering the document and the S3 PUT.
+    /// The S3 PUT of the document (rendering it is part of the job path).
     output_s: f64,
     stats: JobStats,
 }
@@ -161,16 +162,14 @@ async fn request(
         .await
         .expect("download");
     let download_s = start.elapsed().as_secs_f64();
-    let job = Job {
-        source: Source::Path(file.path().to_path_buf()),
-        params: params.clone(),
-    };
-    let out = engine.run(job, |_| {}).await.expect("job runs");
+    let out = engine
+        .process_file(file.path(), params, |_| {})
+        .await
+        .expect("job runs");
     drop(file);
     let t = Instant::now();
-    let doc = out.document(engine.model(), params);
     b.storage
-        .put(output, doc, "application/json")
+        .put(output, out.document, "application/json")
         .await
         .expect("upload result");
     Timed {

@@ -2,7 +2,12 @@
 //! server: jobs by outcome, frames, in-flight jobs, stage latencies, queue wait.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 
 /// Job outcomes counted by `vidinfer_jobs_total{outcome=…}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -154,4 +159,26 @@ impl Metrics {
         let _ = writeln!(s, "vidinfer_queue_wait_seconds_count {}", m.queue_wait.1);
         s
     }
+}
+
+/// `GET /metrics`, for the router of either front door.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    m.render(),
+                )
+                    .into_response()
+            }
+        }),
+    )
+}
+
+/// `GET /metrics` and a liveness `GET /ping` (always 200), for the queue worker.
+pub fn worker_router(metrics: Arc<Metrics>) -> Router {
+    router(metrics).route("/ping", get(|| async { "ok" }))
 }

@@ -7,61 +7,20 @@
 //! [`MAX_BATCHES_IN_FLIGHT`] batches wait at or run on the shared model thread.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::model::{Image, Model, ModelError};
-use crate::schema::{Assembled, FrameDetections, OutputFormat};
-use crate::video::{
-    DecodeOptions, Decoder, Frame, Limits, Resize, Sampling, Source, VideoError, VideoInfo,
-};
+use crate::params::Params;
+use crate::schema::{Assembled, FrameDetections};
+use crate::video::{Decoder, Frame, Sampling, Source, VideoError, VideoInfo};
 
 /// Batches of one job submitted to the model before the oldest is awaited: one runs
 /// while the next waits, so the model thread never idles between batches of a job.
 pub const MAX_BATCHES_IN_FLIGHT: usize = 2;
-
-/// How one job is run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Params {
-    pub sampling: Sampling,
-    pub resize: Resize,
-    /// Drop detections scoring below this (default: keep what the model returns).
-    pub min_score: Option<f32>,
-    /// Include instance masks (COCO RLE) in v2 output.
-    pub masks: bool,
-    pub format: OutputFormat,
-    pub limits: Limits,
-    /// FFmpeg decoder threads (0: one per core).
-    pub decode_threads: usize,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params {
-            sampling: Sampling::default(),
-            resize: Resize::default(),
-            min_score: None,
-            masks: false,
-            format: OutputFormat::V2,
-            limits: Limits::default(),
-            decode_threads: 0,
-        }
-    }
-}
-
-impl Params {
-    fn decode_options(&self) -> DecodeOptions {
-        DecodeOptions {
-            sampling: self.sampling,
-            resize: self.resize,
-            skip_non_ref: true,
-            threads: self.decode_threads,
-            limits: self.limits,
-        }
-    }
-}
 
 /// One unit of work.
 pub struct Job {
@@ -108,6 +67,15 @@ impl JobOutput {
             frames: &self.frames,
         }
     }
+}
+
+/// A finished job, as every front door needs it: the document in the requested format,
+/// what the video is, and where the time went.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub document: Vec<u8>,
+    pub video: VideoInfo,
+    pub stats: JobStats,
 }
 
 /// Progress of a running job, reported after each batch.
@@ -162,7 +130,29 @@ impl Engine {
         &self.model
     }
 
-    /// Run one job to completion.
+    /// The job path every front door takes: a local video file and the job's
+    /// parameters in, the finished document out. `run` passes the user's file, `serve`
+    /// the spooled request body, `sqs` the downloaded S3 object.
+    pub async fn process_file(
+        &self,
+        path: &Path,
+        params: &Params,
+        progress: impl FnMut(Progress) + Send,
+    ) -> Result<Finished, PipelineError> {
+        let job = Job {
+            source: Source::Path(path.to_path_buf()),
+            params: params.clone(),
+        };
+        let out = self.run(job, progress).await?;
+        Ok(Finished {
+            document: out.document(&self.model, params),
+            video: out.video,
+            stats: out.stats,
+        })
+    }
+
+    /// Run one job to completion, returning the detections before they become a
+    /// document (for callers that look at them, such as tests and benchmarks).
     pub async fn run(
         &self,
         job: Job,

@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+#[path = "fuzz/entry.rs"]
+mod entry;
+
 fn replay(target: &str, run: fn(&[u8])) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz");
     let mut n = 0;
@@ -28,20 +31,20 @@ fn replay(target: &str, run: fn(&[u8])) {
 
 #[test]
 fn request_messages() {
-    replay("request", vidinfer::fuzz::request_message);
+    replay("request", entry::request_message);
 }
 
 #[test]
 fn custom_attributes() {
-    replay("custom_attributes", vidinfer::fuzz::custom_attributes);
+    replay("custom_attributes", entry::custom_attributes);
 }
 
 #[test]
 fn predictions_documents() {
-    replay("predictions", vidinfer::fuzz::predictions);
+    replay("predictions", entry::predictions);
 }
 
 #[test]
 fn media() {
-    replay("media", vidinfer::fuzz::media);
+    replay("media", entry::media);
 }

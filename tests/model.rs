@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 
 use common::*;
 use vidinfer::model::{Model, ModelConfig, ModelError};
-use vidinfer::pipeline::{Engine, Job, JobOutput, Params};
+use vidinfer::params::Params;
+use vidinfer::pipeline::{Engine, Job, JobOutput};
 use vidinfer::schema::{OutputFormat, Predictions, V2Output};
 use vidinfer::video::{Resize, Sampling, Source};
 

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use common::*;
 use tokio_util::sync::CancellationToken;
+use vidinfer::http::{AppState, ServeConfig};
 use vidinfer::metrics::Metrics;
 use vidinfer::model::{Model, ModelConfig};
-use vidinfer::pipeline::{Engine, Params};
+use vidinfer::params::Params;
+use vidinfer::pipeline::Engine;
 use vidinfer::schema::Predictions;
-use vidinfer::server::{AppState, ServeConfig};
 use vidinfer::video::Sampling;
 
 fn model() -> Model {
@@ -61,8 +62,8 @@ async fn start_with(
         state.set_engine(Engine::new(model()));
     }
     let stop = CancellationToken::new();
-    let router = vidinfer::server::router(state.clone());
-    let task = tokio::spawn(vidinfer::server::serve(
+    let router = vidinfer::http::router(state.clone());
+    let task = tokio::spawn(vidinfer::http::serve(
         listener,
         router,
         stop.clone(),

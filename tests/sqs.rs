@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 use vidinfer::metrics::{Metrics, Outcome};
 use vidinfer::model::{Model, ModelConfig};
 use vidinfer::notify::Notifier;
-use vidinfer::pipeline::{Engine, Params};
-use vidinfer::queue::{QueueConfig, QueueWorker};
+use vidinfer::params::Params;
+use vidinfer::pipeline::Engine;
 use vidinfer::request::InputPolicy;
 use vidinfer::schema::Predictions;
+use vidinfer::sqs::{SqsConfig, SqsWorker};
 use vidinfer::video::{Resize, Sampling};
 
 fn model() -> Model {
@@ -25,8 +26,8 @@ fn model() -> Model {
         .clone()
 }
 
-fn config(res: &Resources, output_bucket: &str) -> QueueConfig {
-    QueueConfig {
+fn config(res: &Resources, output_bucket: &str) -> SqsConfig {
+    SqsConfig {
         queue_url: res.queue_url.clone(),
         output_path: format!("s3://{output_bucket}/results").parse().unwrap(),
         failure_path: format!("s3://{}/failures/", res.bucket).parse().unwrap(),
@@ -56,7 +57,7 @@ fn config(res: &Resources, output_bucket: &str) -> QueueConfig {
 async fn start_worker(
     sdk: &aws_config::SdkConfig,
     res: &Resources,
-    config: QueueConfig,
+    config: SqsConfig,
 ) -> (CancellationToken, Arc<Metrics>, tokio::task::JoinHandle<()>) {
     let metrics = Arc::new(Metrics::default());
     let notifier = Notifier::new(
@@ -64,7 +65,7 @@ async fn start_worker(
         Some(res.success_topic.clone()),
         Some(res.error_topic.clone()),
     );
-    let worker = Arc::new(QueueWorker::new(
+    let worker = Arc::new(SqsWorker::new(
         Engine::new(model()),
         sdk,
         notifier,

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
-use vidinfer::video::Source;
+use vidinfer_media::video::Source;
 
 /// Schemes gifgen recognises as remote locations.
 const REMOTE_SCHEMES: [&str; 2] = ["http://", "https://"];
@@ -21,7 +21,7 @@ fn s3_runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn s3_uri(location: &str) -> Result<vidinfer::storage::S3Uri> {
+fn s3_uri(location: &str) -> Result<vidinfer_aws::storage::S3Uri> {
     location
         .parse()
         .with_context(|| format!("reading {location}"))
@@ -44,8 +44,8 @@ pub fn read_input(location: &str) -> Result<Vec<u8>> {
     if location.starts_with("s3://") {
         let uri = s3_uri(location)?;
         return s3_runtime()?.block_on(async {
-            let sdk = vidinfer::aws::load(&Default::default()).await;
-            let storage = vidinfer::storage::Storage::new(&sdk);
+            let sdk = vidinfer_aws::aws::load(&Default::default()).await;
+            let storage = vidinfer_aws::storage::Storage::new(&sdk);
             Ok(storage.get_bytes(&uri, MAX_PREDICTIONS_BYTES).await?)
         });
     }
@@ -59,8 +59,8 @@ pub fn video_source(location: &str) -> Result<(Source, Option<tempfile::NamedTem
     if location.starts_with("s3://") {
         let uri = s3_uri(location)?;
         let (file, _) = s3_runtime()?.block_on(async {
-            let sdk = vidinfer::aws::load(&Default::default()).await;
-            vidinfer::storage::Storage::new(&sdk)
+            let sdk = vidinfer_aws::aws::load(&Default::default()).await;
+            vidinfer_aws::storage::Storage::new(&sdk)
                 .download(&uri, &std::env::temp_dir(), MAX_VIDEO_BYTES)
                 .await
         })?;

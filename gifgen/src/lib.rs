@@ -23,7 +23,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use vidinfer::schema::Predictions;
+use vidinfer_media::schema::Predictions;
 
 pub use encode::GifWriter;
 pub use plan::{Kind, LegacyOptions, Plan};
@@ -188,7 +188,7 @@ fn partial_path(output: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vidinfer::schema::LegacyFrame;
+    use vidinfer_media::schema::LegacyFrame;
 
     fn sample_video() -> String {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/sample/shapes.mp4");

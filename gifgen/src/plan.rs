@@ -16,8 +16,8 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, ensure, Result};
-use vidinfer::schema::{Predictions, Rle};
-use vidinfer::video::Sampling;
+use vidinfer_media::schema::{Predictions, Rle};
+use vidinfer_media::video::Sampling;
 
 /// How far (in the boxes' own pixels) a box may reach past the frame's edge before the
 /// predictions are declared not to fit: rounding, not a different video.
@@ -93,7 +93,7 @@ impl Default for LegacyOptions {
 
 /// torchvision's COCO class names, indexed by label id.
 pub fn coco_classes() -> Vec<String> {
-    vidinfer::model::COCO_CLASSES
+    vidinfer_media::detection::COCO_CLASSES
         .iter()
         .map(|s| s.to_string())
         .collect()
@@ -447,7 +447,7 @@ fn intervals_giving(total: u64, count: u64) -> Option<(u64, Option<u64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vidinfer::schema::LegacyFrame;
+    use vidinfer_media::schema::LegacyFrame;
 
     fn legacy(n: usize) -> Predictions {
         Predictions::Legacy(

@@ -3,7 +3,7 @@
 use anyhow::{ensure, Context, Result};
 use image::imageops::{self, FilterType};
 use image::RgbImage;
-use vidinfer::video::{DecodeOptions, Decoder, Resize, Source};
+use vidinfer_media::video::{DecodeOptions, Decoder, Resize, Source};
 
 use crate::draw::{self, MaskRef, Overlay, Style};
 use crate::encode::MAX_SIDE;
@@ -211,8 +211,8 @@ mod tests {
     use crate::draw::class_colour;
     use crate::plan::{Detection, Kind};
     use image::Rgb;
-    use vidinfer::schema::Rle;
-    use vidinfer::video::Sampling;
+    use vidinfer_media::schema::Rle;
+    use vidinfer_media::video::Sampling;
 
     fn det(label_id: i64, score: f32, bbox: [f32; 4]) -> Detection {
         Detection {

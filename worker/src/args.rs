@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use vidinfer::model::{DeviceChoice, ModelConfig};
-use vidinfer::pipeline::Params;
+use vidinfer::params::{Overrides, Params};
 use vidinfer::schema::OutputFormat;
-use vidinfer::video::{Resize, Sampling};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
@@ -114,30 +113,32 @@ pub struct ParamArgs {
 }
 
 impl ParamArgs {
+    /// The job parameters these flags describe, checked by the same validator as a
+    /// request's custom attributes and `params` ([`Overrides::apply`]).
     pub fn params(&self) -> anyhow::Result<Params> {
-        if let Some(s) = self.min_score {
-            anyhow::ensure!(
-                (0.0..=1.0).contains(&s),
-                "--min-score must be within [0, 1], got {s}"
-            );
-        }
-        let sampling = match self.fps {
-            Some(f) => Sampling::Fps(f),
-            None => Sampling::EveryNth(self.frame_interval),
-        };
-        let (width, height) = (self.frame_width, self.frame_height);
         let resize = match self.resize {
-            ResizeMode::Fit => Resize::Fit { width, height },
-            ResizeMode::Stretch => Resize::Stretch { width, height },
-            ResizeMode::Original => Resize::Original,
+            ResizeMode::Fit => "fit",
+            ResizeMode::Stretch => "stretch",
+            ResizeMode::Original => "original",
         };
-        Ok(Params {
-            sampling,
-            resize,
+        let flags = Overrides {
+            frame_interval: self.fps.is_none().then_some(self.frame_interval),
+            fps: self.fps,
             min_score: self.min_score,
-            masks: self.masks,
-            format: self.format,
-            ..Params::default()
-        })
+            format: Some(
+                match self.format {
+                    OutputFormat::V2 => "v2",
+                    OutputFormat::Legacy => "legacy",
+                }
+                .to_string(),
+            ),
+            masks: Some(self.masks),
+            resize: Some(resize.to_string()),
+            frame_width: Some(self.frame_width),
+            frame_height: Some(self.frame_height),
+        };
+        flags
+            .apply(&Params::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use vidinfer::model::Model;
-use vidinfer::pipeline::{Engine, Job};
-use vidinfer::video::Source;
+use vidinfer::pipeline::Engine;
 
 use crate::args::{ModelArgs, ParamArgs};
 
@@ -35,10 +34,7 @@ pub fn main(a: RunArgs) -> anyhow::Result<()> {
     let params = a.params.params()?;
     anyhow::ensure!(a.video.is_file(), "{} is not a file", a.video.display());
     let model = Model::load(a.model.config()).context("loading the model")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = vidinfer::runtime::build()?;
     let engine = Engine::new(model);
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
@@ -52,12 +48,8 @@ pub fn main(a: RunArgs) -> anyhow::Result<()> {
         bar.set_message(a.video.display().to_string());
         bar
     });
-    let job = Job {
-        source: Source::Path(a.video.clone()),
-        params: params.clone(),
-    };
     let out = rt
-        .block_on(engine.run(job, |p| {
+        .block_on(engine.process_file(&a.video, &params, |p| {
             if let Some(bar) = &bar {
                 if let Some(n) = p.frames_expected {
                     bar.set_length(n.max(p.frames_done));
@@ -69,12 +61,11 @@ pub fn main(a: RunArgs) -> anyhow::Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let doc = out.assembled(engine.model(), &params);
     let bytes = if a.pretty {
-        let value: serde_json::Value = serde_json::from_slice(&doc.to_json(params.format))?;
+        let value: serde_json::Value = serde_json::from_slice(&out.document)?;
         serde_json::to_vec_pretty(&value)?
     } else {
-        doc.to_json(params.format)
+        out.document
     };
     match &a.output {
         Some(path) => {

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use vidinfer::http::{AppState, ServeConfig};
 use vidinfer::metrics::Metrics;
 use vidinfer::model::Model;
 use vidinfer::pipeline::Engine;
-use vidinfer::server::{AppState, ServeConfig};
 
 use crate::args::{ModelArgs, ParamArgs};
 
@@ -57,10 +57,7 @@ pub fn main(a: ServeArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(a.job_timeout >= 1, "--job-timeout must be at least 1 s");
     let defaults = a.params.params()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = vidinfer::runtime::build()?;
     rt.block_on(async move {
         // Bind first: SageMaker's health check may connect before the model is loaded.
         let listener = tokio::net::TcpListener::bind(a.listen)
@@ -96,8 +93,8 @@ pub fn main(a: ServeArgs) -> anyhow::Result<()> {
                 }
             })
         };
-        let router = vidinfer::server::router(state);
-        vidinfer::server::serve(
+        let router = vidinfer::http::router(state);
+        vidinfer::http::serve(
             listener,
             router,
             shutdown,

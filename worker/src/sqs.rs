@@ -12,8 +12,8 @@ use vidinfer::metrics::Metrics;
 use vidinfer::model::Model;
 use vidinfer::notify::Notifier;
 use vidinfer::pipeline::Engine;
-use vidinfer::queue::{QueueConfig, QueueWorker};
 use vidinfer::request::InputPolicy;
+use vidinfer::sqs::{SqsConfig, SqsWorker};
 use vidinfer::storage::S3Uri;
 
 use crate::args::{ModelArgs, ParamArgs};
@@ -119,10 +119,7 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
         "--wait-time must be within 0-20 s (SQS's maximum)"
     );
     let defaults = a.params.params()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = vidinfer::runtime::build()?;
     let result = rt.block_on(async move {
         // Signals first: a worker scaled in while it is still loading the model exits 0
         // (it holds no message yet) instead of dying by the signal.
@@ -155,10 +152,10 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding the metrics endpoint to {addr}"))?;
             tracing::info!(%addr, "metrics on /metrics");
-            let router = vidinfer::server::metrics_router(metrics.clone());
+            let router = vidinfer::metrics::worker_router(metrics.clone());
             let stop = shutdown.clone();
             tokio::spawn(async move {
-                vidinfer::server::serve(listener, router, stop, Duration::from_secs(1)).await
+                vidinfer::http::serve(listener, router, stop, Duration::from_secs(1)).await
             });
         }
         let notifier = Notifier::new(&sdk, a.success_topic.clone(), a.error_topic.clone());
@@ -167,7 +164,7 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| a.output_path.clone());
         let vis = a.visibility_timeout as i32;
-        let config = QueueConfig {
+        let config = SqsConfig {
             queue_url: a.queue_url.clone(),
             output_path: a.output_path.clone(),
             failure_path,
@@ -186,7 +183,7 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
             defaults,
             allowed_inputs: InputPolicy::new(a.allowed_inputs.clone()),
         };
-        let worker = Arc::new(QueueWorker::new(
+        let worker = Arc::new(SqsWorker::new(
             Engine::new(model),
             &sdk,
             notifier,

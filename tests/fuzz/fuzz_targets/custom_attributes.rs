@@ -1,2 +1,4 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| vidinfer::fuzz::custom_attributes(data));
+#[path = "../entry.rs"]
+mod entry;
+libfuzzer_sys::fuzz_target!(|data: &[u8]| entry::custom_attributes(data));

@@ -1,2 +1,4 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| vidinfer::fuzz::predictions(data));
+#[path = "../entry.rs"]
+mod entry;
+libfuzzer_sys::fuzz_target!(|data: &[u8]| entry::predictions(data));

@@ -1,22 +1,24 @@
 //! The `gifgen` binary end to end, on the bundled sample video with predictions built
 //! from its ground truth (so every box is known to the pixel).
 //!
-//! The binary belongs to another package of the workspace, so Cargo does not build it
-//! for these tests: [`gifgen`] builds it once with the same profile and target
-//! directory as this test (a no-op when it is up to date) and runs it from there.
+//! Cargo builds the binary for these tests and names it in `CARGO_BIN_EXE_gifgen`.
 //! GIF pixels are decoded by FFmpeg (an independent decoder; the tests already need
 //! it), while the GIF's structure (frame delays, the loop extension) is read by a small
 //! block walker below.
 
+// The shared harness names the media layer `vidinfer::` (it is the root crate's);
+// here that is vidinfer-media, so these tests build without LibTorch.
+extern crate vidinfer_media as vidinfer;
+
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use common::{repo, sample_video, scratch, SampleTruth};
-use vidinfer::schema::{LegacyFrame, V2Detection, V2Frame, V2Model, V2Output, V2Params};
-use vidinfer::video::Sampling;
+use vidinfer_media::schema::{LegacyFrame, V2Detection, V2Frame, V2Model, V2Output, V2Params};
+use vidinfer_media::video::Sampling;
 
 /// Every 30th frame of the 150-frame sample: indices 0, 30, 60, 90, 120.
 const INTERVAL: u64 = 30;
@@ -31,35 +33,9 @@ const EXTRAS: [(i64, f32, [f32; 4]); 2] = [
 ];
 const CLASSES: [&str; 4] = ["__background__", "square", "circle", "triangle"];
 
-/// The built `gifgen`, next to this test's own profile directory.
+/// The `gifgen` binary Cargo built for these tests.
 fn gifgen() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("GIFGEN_BIN") {
-            return PathBuf::from(bin);
-        }
-        // This test runs from <target>/<profile>/deps/.
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "gifgen", "--target-dir"])
-            .arg(target_dir)
-            .current_dir(repo());
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo to build gifgen");
-        assert!(status.success(), "building gifgen failed");
-        let bin = profile_dir.join("gifgen");
-        assert!(
-            bin.is_file(),
-            "{} is missing after the build",
-            bin.display()
-        );
-        bin
-    })
+    Path::new(env!("CARGO_BIN_EXE_gifgen"))
 }
 
 fn run(args: &[&str]) -> Output {
@@ -122,7 +98,7 @@ fn refuse(predictions: &Path, extra: &[&str]) -> String {
 // --- Predictions built from the ground truth -------------------------------------
 
 /// A detection: label id, score, box in source pixels, optional mask.
-type Det = (i64, f32, [f32; 4], Option<vidinfer::schema::Rle>);
+type Det = (i64, f32, [f32; 4], Option<vidinfer_media::schema::Rle>);
 
 /// The detections to draw on each sampled frame: every true object at 0.97, plus the
 /// threshold probes in frame 0.
@@ -148,9 +124,9 @@ fn truth_detections() -> Vec<(u64, f64, Vec<Det>)> {
 }
 
 fn v2_document(frames: &[(u64, f64, Vec<Det>)]) -> V2Output {
-    let video = vidinfer::video::probe(sample_video().as_path()).unwrap();
+    let video = vidinfer_media::video::probe(sample_video().as_path()).unwrap();
     V2Output {
-        schema: vidinfer::schema::SCHEMA_V2.into(),
+        schema: vidinfer_media::schema::SCHEMA_V2.into(),
         video,
         model: V2Model {
             name: "truth".into(),

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{CropMask, Detection, ModelInfo};
+use crate::detection::{CropMask, Detection, ModelInfo};
 use crate::video::{Sampling, VideoInfo};
 
 /// The v2 schema identifier.

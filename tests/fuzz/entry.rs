@@ -1,6 +1,7 @@
 //! Entry points for fuzzing the parsers that read untrusted bytes: request messages,
-//! custom attributes, predictions documents and the media open path. The `cargo fuzz`
-//! targets in `tests/fuzz/` call these, and `tests/fuzz_regressions.rs` replays every
+//! custom attributes, predictions documents and the media open path. Test code, not
+//! part of the library's API: the `cargo fuzz` targets in `tests/fuzz/fuzz_targets/`
+//! include this file, and `tests/fuzz_regressions.rs` includes it too and replays every
 //! saved input through the same functions in the normal test suite, so a crash found
 //! once stays fixed.
 //!
@@ -9,10 +10,10 @@
 
 use std::io::Cursor;
 
-use crate::pipeline::Params;
-use crate::request::{validate_inference_id, Overrides, Request};
-use crate::schema::Predictions;
-use crate::video::{DecodeOptions, Decoder, Limits, Resize, Sampling, Source};
+use vidinfer::params::{Overrides, Params};
+use vidinfer::request::{validate_inference_id, Request};
+use vidinfer::schema::Predictions;
+use vidinfer::video::{DecodeOptions, Decoder, Limits, Resize, Sampling, Source};
 
 /// An SQS message body.
 pub fn request_message(data: &[u8]) {

@@ -1,6 +1,5 @@
 //! HTTP front door: SageMaker's bring-your-own-container contract (`GET /ping`,
-//! `POST /invocations` on :8080) plus `/metrics`, and the metrics-only router the
-//! queue worker serves.
+//! `POST /invocations` on :8080) plus `/metrics`.
 //!
 //! The listener is bound before the model loads, so SageMaker's health check connects
 //! at once; `/ping` answers 503 until the model is loaded and warmed up, then 200.
@@ -26,9 +25,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Metrics, Outcome};
-use crate::pipeline::{Engine, Job, Params, PipelineError};
-use crate::request::Overrides;
-use crate::video::{Source, VideoError};
+use crate::params::{check_accept, Overrides, Params};
+use crate::pipeline::{Engine, PipelineError};
+use crate::video::VideoError;
 
 /// SageMaker's header for per-request attributes (`format=legacy;frame_interval=15`).
 pub const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
@@ -164,7 +163,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ping", get(ping))
         .route("/invocations", post(invocations))
         .with_state(state)
-        .merge(metrics_only(metrics))
+        .merge(crate::metrics::router(metrics))
 }
 
 async fn ping(State(state): State<Arc<AppState>>) -> Response {
@@ -195,18 +194,7 @@ fn accept_ok(headers: &HeaderMap) -> Result<(), ServeError> {
     let Some(a) = headers.get(header::ACCEPT) else {
         return Ok(());
     };
-    let a = a.to_str().unwrap_or("").to_ascii_lowercase();
-    if a.is_empty()
-        || a.contains("application/json")
-        || a.contains("*/*")
-        || a.contains("application/*")
-    {
-        Ok(())
-    } else {
-        Err(ServeError::NotAcceptable(format!(
-            "Accept `{a}` cannot be served: vidinfer answers application/json"
-        )))
-    }
+    check_accept(a.to_str().unwrap_or("")).map_err(|e| ServeError::NotAcceptable(e.to_string()))
 }
 
 async fn invocations(
@@ -287,14 +275,10 @@ async fn invoke_job(
     let t = Instant::now();
     let file = spool(body, &state.config.temp_dir, state.config.max_body_bytes).await?;
     state.metrics.stage("download", t.elapsed().as_secs_f64());
-    let job = Job {
-        source: Source::Path(file.path().to_path_buf()),
-        params: params.clone(),
-    };
-    let out = engine.run(job, |_| {}).await?;
+    let done = engine.process_file(file.path(), &params, |_| {}).await?;
     drop(file);
-    state.metrics.engine_job(&out.stats);
-    Ok(out.document(engine.model(), &params))
+    state.metrics.engine_job(&done.stats);
+    Ok(done.document)
 }
 
 fn too_large(size: u64, max: u64) -> ServeError {
@@ -335,28 +319,6 @@ async fn spool(
         ));
     }
     Ok(tmp)
-}
-
-fn metrics_only(metrics: Arc<Metrics>) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let m = metrics.clone();
-            async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    m.render(),
-                )
-                    .into_response()
-            }
-        }),
-    )
-}
-
-/// A router with `GET /metrics` and a liveness `GET /ping` (always 200), for the queue
-/// worker.
-pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
-    metrics_only(metrics).route("/ping", get(|| async { "ok" }))
 }
 
 /// Serve `router` on `listener` until `shutdown` is cancelled, then let requests in

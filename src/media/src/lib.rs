@@ -1,0 +1,16 @@
+//! # vidinfer-media
+//!
+//! The bottom layer of vidinfer: everything about pictures and documents that needs
+//! neither LibTorch nor AWS, so `gifgen` and the media tests build without them.
+//!
+//! # Layout
+//! - [`video`]: streaming decode and frame sampling over FFmpeg — the presentation-order
+//!   [`video::Ranker`], the [`video::Converter`] (scale, pixel format, rotation) and the
+//!   [`video::Decoder`] that composes them, with input limits and a format allow-list.
+//! - [`detection`]: detections, cropped masks, the model's description, COCO's class
+//!   names — plain data the engine produces and the schema writes.
+//! - [`schema`]: the `vidinfer/v2` document and the legacy array, written and read.
+
+pub mod detection;
+pub mod schema;
+pub mod video;

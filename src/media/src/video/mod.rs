@@ -1,0 +1,330 @@
+//! Streaming video decoding and frame sampling over FFmpeg.
+//!
+//! This module owns everything between "bytes of a video" and "RGB frames the model
+//! sees": opening the input with a format/protocol allow-list, choosing the video
+//! stream, deciding which frames are kept (every Nth, or a target fps), asking the
+//! decoder to skip work for frames nobody will look at, and converting kept frames to
+//! packed RGB24 at the requested size with the factors that map boxes back to source
+//! pixels.
+//!
+//! # Which frames are kept, and why skipping is safe
+//! A frame's *index* is its position in presentation order (0-based), the same count
+//! the legacy OpenCV sampler used. Packets arrive in decode order, so the decoder keeps
+//! a small look-ahead of packets: a packet's presentation index is final once every
+//! packet that could still be shown before it has been read. A packet whose frame is
+//! known not to be kept is sent with `skip_frame = NonReference`: if no other frame
+//! refers to it the decoder drops it unseen, otherwise it is decoded as usual. Kept
+//! frames are never sent with a skip flag, so they are bit-for-bit the frames a full
+//! decode gives (`tests/video.rs` checks exactly that). Streams without timestamps fall
+//! back to counting decoded frames with no skipping.
+//!
+//! # Layout
+//! - [`Ranker`] (`ranker.rs`): presentation indices and keep-decisions from packet
+//!   timestamps — the rules above, as plain bookkeeping over numbers, unit-tested on
+//!   synthetic timestamp sequences.
+//! - [`Converter`] (`convert.rs`): scaling, pixel format and rotation of a kept
+//!   picture into a [`Frame`].
+//! - [`Decoder`] (`decoder.rs`): the FFmpeg plumbing — input, allow-lists, limits,
+//!   the look-ahead of packets, the decoder's skip flag — composing the two.
+
+mod convert;
+mod decoder;
+mod ranker;
+
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use ffmpeg_next as ffmpeg;
+use serde::{Deserialize, Serialize};
+
+pub use convert::{target_size, Converter};
+pub use decoder::{probe, Decoder};
+pub use ranker::{Degrade, Placement, Ranker, Slot};
+
+/// Container formats FFmpeg may open. Formats that name other resources (HLS and DASH
+/// playlists, concat scripts, image sequences, SDP, …) are absent on purpose: an input
+/// must never make FFmpeg read a second file or a network address.
+pub const ALLOWED_FORMATS: &str =
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv,ivf,h264,hevc,m4v,mpegvideo,mpeg,obu";
+
+/// What went wrong opening or decoding a video. Every variant is a property of the
+/// input (permanent) except [`VideoError::Io`], which may be a passing fault of the
+/// reader.
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    #[error("could not read the video: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the video is empty (0 bytes)")]
+    Empty,
+    #[error(
+        "the input is not a video container vidinfer reads ({reason}); \
+         send an MP4/MOV, Matroska/WebM, AVI, MPEG-TS, FLV or IVF file"
+    )]
+    Unrecognized { reason: String },
+    #[error("the input has no video stream (audio-only or data-only file)")]
+    NoVideoStream,
+    #[error("no decoder for the video codec `{codec}`")]
+    UnsupportedCodec { codec: String },
+    #[error(
+        "the video is {width}x{height}, larger than the limit of {max_width}x{max_height}; \
+         raise the limit or downscale the video"
+    )]
+    ResolutionTooLarge {
+        width: u32,
+        height: u32,
+        max_width: u32,
+        max_height: u32,
+    },
+    #[error(
+        "the video lasts {duration_s:.1} s, longer than the limit of {max_s:.1} s; \
+         raise the limit or split the video"
+    )]
+    TooLong { duration_s: f64, max_s: f64 },
+    #[error("the video has more than {max} frames, the configured limit")]
+    TooManyFrames { max: u64 },
+    #[error(
+        "decoding the video would exceed the budget of {max_pixels} decoded pixels; \
+         raise the limit or split the video"
+    )]
+    OverBudget { max_pixels: u64 },
+    #[error("the video is damaged: {reason}")]
+    Corrupt { reason: String },
+    #[error("the video has no decodable frames")]
+    NoFrames,
+    #[error("invalid decode options: {0}")]
+    InvalidOptions(String),
+    #[error("FFmpeg failed while {doing}: {source}")]
+    Ffmpeg {
+        doing: &'static str,
+        #[source]
+        source: ffmpeg::Error,
+    },
+}
+
+impl VideoError {
+    /// True when retrying the same request could succeed (the reader failed, not the
+    /// video). Everything else is a property of the input.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, VideoError::Io(_))
+    }
+}
+
+/// Which frames of the video are kept for inference.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Keep frames 0, N, 2N, … in presentation order (the legacy `FRAME_INTERVAL`).
+    EveryNth(u32),
+    /// Keep the first frame at or after each multiple of `1/fps` seconds (robust to
+    /// variable frame rate).
+    Fps(f64),
+}
+
+impl Default for Sampling {
+    /// Every 30th frame: the legacy system's default.
+    fn default() -> Self {
+        Sampling::EveryNth(30)
+    }
+}
+
+/// The size kept frames are converted to.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// The video's own display size.
+    Original,
+    /// Shrink to fit inside `width`×`height`, keeping the aspect ratio; never enlarge.
+    Fit { width: u32, height: u32 },
+    /// Stretch to exactly `width`×`height` (the legacy `FRAME_WIDTH`/`FRAME_HEIGHT`).
+    Stretch { width: u32, height: u32 },
+}
+
+impl Default for Resize {
+    /// Fit inside 1024×1024, keeping the aspect ratio.
+    fn default() -> Self {
+        Resize::Fit {
+            width: 1024,
+            height: 1024,
+        }
+    }
+}
+
+/// Bounds checked before anything is allocated for a video (declared values) and
+/// again while decoding (actual values).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest accepted width in pixels (default 7680, 8K UHD).
+    pub max_width: u32,
+    /// Largest accepted height in pixels (default 4320, 8K UHD).
+    pub max_height: u32,
+    /// Longest accepted duration in seconds (default 4 hours).
+    pub max_duration_s: f64,
+    /// Most frames decoded from one video (default 1,000,000: over 9 h at 30 fps).
+    pub max_frames: u64,
+    /// Most pixels decoded from one video, kept or not: a budget for the decoder's work
+    /// (default 2.1e12, a million 1080p frames).
+    pub max_decoded_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_width: 7680,
+            max_height: 4320,
+            max_duration_s: 4.0 * 3600.0,
+            max_frames: 1_000_000,
+            max_decoded_pixels: 1_000_000 * 1920 * 1080,
+        }
+    }
+}
+
+/// Everything that shapes one decode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeOptions {
+    pub sampling: Sampling,
+    pub resize: Resize,
+    /// Let the decoder drop non-reference frames that are not kept (default on).
+    pub skip_non_ref: bool,
+    /// Decoder threads; 0 lets FFmpeg pick one per core (default 0).
+    pub threads: usize,
+    pub limits: Limits,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            sampling: Sampling::default(),
+            resize: Resize::default(),
+            skip_non_ref: true,
+            threads: 0,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl DecodeOptions {
+    fn validate(&self) -> Result<(), VideoError> {
+        match self.sampling {
+            Sampling::EveryNth(0) => {
+                return Err(VideoError::InvalidOptions(
+                    "the frame interval must be at least 1".into(),
+                ))
+            }
+            Sampling::Fps(f) if !(f.is_finite() && f > 0.0) => {
+                return Err(VideoError::InvalidOptions(format!(
+                    "the sampling fps must be a positive number, got {f}"
+                )))
+            }
+            _ => {}
+        }
+        match self.resize {
+            Resize::Fit { width, height } | Resize::Stretch { width, height }
+                if width == 0 || height == 0 =>
+            {
+                Err(VideoError::InvalidOptions(format!(
+                    "the frame size must be positive, got {width}x{height}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What is known about a video once it is open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoInfo {
+    /// Container format as FFmpeg names it (e.g. `mov,mp4,m4a,3gp,3g2,mj2`).
+    pub container: String,
+    /// Codec short name (e.g. `h264`).
+    pub codec: String,
+    /// Display width in pixels (after rotation metadata is applied).
+    pub width: u32,
+    /// Display height in pixels (after rotation metadata is applied).
+    pub height: u32,
+    /// Clockwise rotation applied to decoded pictures (0, 90, 180 or 270).
+    pub rotation: u32,
+    /// Average frame rate, when the container states one.
+    pub fps: Option<f64>,
+    /// Duration in seconds, when known.
+    pub duration_s: Option<f64>,
+    /// Number of frames, when the container states it.
+    pub frames: Option<u64>,
+    /// Decoded pixel format (e.g. `yuv420p10le`).
+    pub pixel_format: String,
+}
+
+/// One kept frame: packed RGB24 pixels plus where it sits in the video.
+#[derive(Clone, PartialEq)]
+pub struct Frame {
+    /// Position in presentation order, counting every frame of the video from 0.
+    pub index: u64,
+    /// Presentation time in seconds from the start of the video.
+    pub pts_s: f64,
+    pub width: u32,
+    pub height: u32,
+    /// `width * height * 3` bytes, rows top to bottom, R G B.
+    pub rgb: Vec<u8>,
+    /// Source (display) pixels per frame pixel, horizontally: multiply a frame x by it.
+    pub scale_x: f64,
+    /// Source (display) pixels per frame pixel, vertically.
+    pub scale_y: f64,
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame")
+            .field("index", &self.index)
+            .field("pts_s", &self.pts_s)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("scale_x", &self.scale_x)
+            .field("scale_y", &self.scale_y)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Frame {
+    /// The RGB value at (x, y).
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = ((y * self.width + x) * 3) as usize;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+}
+
+/// Where the video bytes come from.
+pub enum Source {
+    Path(PathBuf),
+    Reader(Box<dyn ReadSeek>),
+}
+
+/// A seekable byte stream FFmpeg can demux from (a file, a buffer, a ranged S3 reader).
+pub trait ReadSeek: Read + Seek + Send + 'static {}
+impl<T: Read + Seek + Send + 'static> ReadSeek for T {}
+
+impl From<&Path> for Source {
+    fn from(p: &Path) -> Self {
+        Source::Path(p.to_path_buf())
+    }
+}
+
+impl From<PathBuf> for Source {
+    fn from(p: PathBuf) -> Self {
+        Source::Path(p)
+    }
+}
+
+/// Initialise FFmpeg once per process and keep its log quiet: errors reach the caller
+/// as typed values, not as lines on stderr.
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = ffmpeg::init();
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
+    });
+}
+
+/// Turn an FFmpeg error into [`VideoError::Ffmpeg`], saying what was being done.
+fn ff(doing: &'static str) -> impl FnOnce(ffmpeg::Error) -> VideoError {
+    move |source| VideoError::Ffmpeg { doing, source }
+}

@@ -1,0 +1,233 @@
+//! The parameters of one job and the one place they are validated.
+//!
+//! A job's [`Params`] start from a front door's defaults and are changed by
+//! [`Overrides`], whichever way they arrive: command-line flags and their environment
+//! variables (`vidinfer-worker`), SageMaker's custom attributes
+//! (`format=legacy;frame_interval=15`, on `serve` and in SQS messages) or an SQS
+//! message's `params` object. [`Overrides::apply`] is the only validator, so a value
+//! refused on one door is refused, with the same sentence, on every door.
+//! [`check_accept`] is likewise the one `Accept` rule.
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::OutputFormat;
+use crate::video::{DecodeOptions, Limits, Resize, Sampling};
+
+/// Largest `customAttributes` string (SageMaker's limit).
+pub const MAX_CUSTOM_ATTRIBUTES: usize = 1024;
+
+/// How one job is run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    pub sampling: Sampling,
+    pub resize: Resize,
+    /// Drop detections scoring below this (default: keep what the model returns).
+    pub min_score: Option<f32>,
+    /// Include instance masks (COCO RLE) in v2 output.
+    pub masks: bool,
+    pub format: OutputFormat,
+    pub limits: Limits,
+    /// FFmpeg decoder threads (0: one per core).
+    pub decode_threads: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            sampling: Sampling::default(),
+            resize: Resize::default(),
+            min_score: None,
+            masks: false,
+            format: OutputFormat::V2,
+            limits: Limits::default(),
+            decode_threads: 0,
+        }
+    }
+}
+
+impl Params {
+    pub(crate) fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            sampling: self.sampling,
+            resize: self.resize,
+            skip_non_ref: true,
+            threads: self.decode_threads,
+            limits: self.limits,
+        }
+    }
+}
+
+/// Why a request (its parameters or, in [`crate::request`], its envelope) was refused.
+/// Always permanent: the same request would fail again.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct RequestError(pub String);
+
+pub(crate) fn err(msg: impl Into<String>) -> RequestError {
+    RequestError(msg.into())
+}
+
+/// Per-request overrides of the worker's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Overrides {
+    pub frame_interval: Option<u32>,
+    pub fps: Option<f64>,
+    pub min_score: Option<f32>,
+    pub format: Option<String>,
+    pub masks: Option<bool>,
+    pub resize: Option<String>,
+    pub frame_width: Option<u32>,
+    pub frame_height: Option<u32>,
+}
+
+impl Overrides {
+    /// Parse SageMaker-style custom attributes: `key=value` pairs separated by `;`,
+    /// keys in snake_case or camelCase. Pairs without `=` are ignored (callers use
+    /// custom attributes for their own tags too), but a known key with a bad value, or
+    /// an unknown key that looks like a vidinfer option, is an error.
+    pub fn from_custom_attributes(s: &str) -> Result<Overrides, RequestError> {
+        if s.len() > MAX_CUSTOM_ATTRIBUTES {
+            return Err(err(format!(
+                "customAttributes is {} characters, over the limit of {MAX_CUSTOM_ATTRIBUTES}",
+                s.len()
+            )));
+        }
+        let mut o = Overrides::default();
+        for pair in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            let (k, v) = (k.trim(), v.trim());
+            let num =
+                |what: &str| err(format!("customAttributes: `{k}` must be {what}, got `{v}`"));
+            match k.replace('_', "").to_ascii_lowercase().as_str() {
+                "frameinterval" => {
+                    o.frame_interval = Some(v.parse().map_err(|_| num("a whole number"))?)
+                }
+                "fps" => o.fps = Some(v.parse().map_err(|_| num("a number"))?),
+                "minscore" => o.min_score = Some(v.parse().map_err(|_| num("a number"))?),
+                "format" => o.format = Some(v.to_string()),
+                "masks" => o.masks = Some(parse_bool(v).ok_or_else(|| num("true or false"))?),
+                "resize" => o.resize = Some(v.to_string()),
+                "framewidth" => o.frame_width = Some(v.parse().map_err(|_| num("a whole number"))?),
+                "frameheight" => {
+                    o.frame_height = Some(v.parse().map_err(|_| num("a whole number"))?)
+                }
+                _ => {} // someone else's attribute
+            }
+        }
+        Ok(o)
+    }
+
+    /// Later overrides win field by field.
+    pub fn merge(self, later: Overrides) -> Overrides {
+        Overrides {
+            frame_interval: later.frame_interval.or(self.frame_interval),
+            fps: later.fps.or(self.fps),
+            min_score: later.min_score.or(self.min_score),
+            format: later.format.or(self.format),
+            masks: later.masks.or(self.masks),
+            resize: later.resize.or(self.resize),
+            frame_width: later.frame_width.or(self.frame_width),
+            frame_height: later.frame_height.or(self.frame_height),
+        }
+    }
+
+    /// Apply to the worker's defaults, validating every value.
+    pub fn apply(&self, base: &Params) -> Result<Params, RequestError> {
+        let mut p = base.clone();
+        if self.frame_interval.is_some() && self.fps.is_some() {
+            return Err(err("give either frame_interval or fps, not both"));
+        }
+        if let Some(n) = self.frame_interval {
+            if n == 0 {
+                return Err(err("frame_interval must be at least 1"));
+            }
+            p.sampling = Sampling::EveryNth(n);
+        }
+        if let Some(f) = self.fps {
+            if !(f.is_finite() && f > 0.0 && f <= 240.0) {
+                return Err(err(format!("fps must be in (0, 240], got {f}")));
+            }
+            p.sampling = Sampling::Fps(f);
+        }
+        if let Some(s) = self.min_score {
+            if !(0.0..=1.0).contains(&s) {
+                return Err(err(format!("min_score must be within [0, 1], got {s}")));
+            }
+            p.min_score = Some(s);
+        }
+        if let Some(f) = &self.format {
+            p.format = f.parse::<OutputFormat>().map_err(err)?;
+        }
+        if let Some(m) = self.masks {
+            p.masks = m;
+        }
+        let (mut w, mut h) = match p.resize {
+            Resize::Fit { width, height } | Resize::Stretch { width, height } => (width, height),
+            Resize::Original => (1024, 1024),
+        };
+        for (v, name) in [
+            (self.frame_width, "frame_width"),
+            (self.frame_height, "frame_height"),
+        ] {
+            if let Some(v) = v {
+                if !(16..=8192).contains(&v) {
+                    return Err(err(format!("{name} must be within [16, 8192], got {v}")));
+                }
+            }
+        }
+        w = self.frame_width.unwrap_or(w);
+        h = self.frame_height.unwrap_or(h);
+        let mode = match (&self.resize, p.resize) {
+            (Some(m), _) => m.to_ascii_lowercase(),
+            (None, Resize::Stretch { .. }) => "stretch".into(),
+            (None, Resize::Original) => "original".into(),
+            (None, Resize::Fit { .. }) => "fit".into(),
+        };
+        p.resize = match mode.as_str() {
+            "fit" => Resize::Fit {
+                width: w,
+                height: h,
+            },
+            "stretch" => Resize::Stretch {
+                width: w,
+                height: h,
+            },
+            "original" => Resize::Original,
+            other => {
+                return Err(err(format!(
+                    "resize must be fit, stretch or original, got `{other}`"
+                )))
+            }
+        };
+        Ok(p)
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The one `Accept` rule, for the HTTP header and the SQS message field alike: absent,
+/// empty, or anything that admits `application/json` (`application/json`,
+/// `application/*`, `*/*`, with or without parameters and other types beside them).
+pub fn check_accept(accept: &str) -> Result<(), RequestError> {
+    let a = accept.to_ascii_lowercase();
+    if a.trim().is_empty()
+        || a.contains("application/json")
+        || a.contains("*/*")
+        || a.contains("application/*")
+    {
+        Ok(())
+    } else {
+        Err(err(format!(
+            "the accepted type `{a}` cannot be served: vidinfer answers application/json"
+        )))
+    }
+}
