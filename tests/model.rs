@@ -401,7 +401,7 @@ fn v2_output_validates_against_the_json_schema() {
     std::fs::write(&bad, serde_json::to_vec(&v).unwrap()).unwrap();
     let check = r#"
 import json, sys, jsonschema
-schema = json.load(open("src/schema/v2.schema.json"))
+schema = json.load(open("src/media/src/schema/v2.schema.json"))
 jsonschema.Draft202012Validator.check_schema(schema)
 for path in sys.argv[1:]:
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(json.load(open(path))))
