@@ -133,7 +133,8 @@ pub struct Image {
 /// What the model thread answers: detections per picture, and forward seconds.
 pub type InferResult = Result<(Vec<Vec<Detection>>, f64), ModelError>;
 
-struct Request {
+/// One job's batch on its way to the model thread, with where to send the answer.
+struct BatchRequest {
     images: Vec<Image>,
     masks: bool,
     reply: oneshot::Sender<InferResult>,
@@ -142,7 +143,7 @@ struct Request {
 /// A cheap, cloneable handle to the model thread.
 #[derive(Clone)]
 pub struct Model {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<BatchRequest>,
     info: Arc<ModelInfo>,
 }
 
@@ -277,7 +278,7 @@ impl Model {
         }
         let sidecar = read_sidecar(&config.path)?;
         register_torchvision_ops()?;
-        let (tx, rx) = mpsc::channel::<Request>(config.queue.max(1));
+        let (tx, rx) = mpsc::channel::<BatchRequest>(config.queue.max(1));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("vidinfer-model".into())
@@ -313,7 +314,7 @@ impl Model {
         }
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request {
+            .send(BatchRequest {
                 images,
                 masks,
                 reply,
@@ -330,7 +331,7 @@ impl Model {
         }
         let (reply, rx) = oneshot::channel();
         self.tx
-            .blocking_send(Request {
+            .blocking_send(BatchRequest {
                 images,
                 masks,
                 reply,
@@ -414,8 +415,8 @@ impl Runtime {
 
     /// Serve requests until every handle is dropped, merging waiting requests into one
     /// forward call up to the batch size.
-    fn serve(self, mut rx: mpsc::Receiver<Request>) {
-        let mut carry: Option<Request> = None;
+    fn serve(self, mut rx: mpsc::Receiver<BatchRequest>) {
+        let mut carry: Option<BatchRequest> = None;
         loop {
             let first = match carry.take() {
                 Some(r) => r,
@@ -446,7 +447,7 @@ impl Runtime {
         }
     }
 
-    fn run_group(&self, group: Vec<Request>) {
+    fn run_group(&self, group: Vec<BatchRequest>) {
         let masks = group[0].masks;
         let mut images = Vec::new();
         let mut owners = Vec::new();
