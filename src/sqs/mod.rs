@@ -88,10 +88,15 @@ struct Received {
 }
 
 impl Received {
-    /// Seconds the message waited in the queue.
-    fn age_s(&self) -> Option<i64> {
+    /// Milliseconds the message waited in the queue.
+    fn wait_ms(&self) -> Option<i64> {
         self.sent_ms
-            .map(|sent| ((self.at.unix_timestamp_nanos() / 1_000_000) as i64 - sent) / 1000)
+            .map(|sent| (self.at.unix_timestamp_nanos() / 1_000_000) as i64 - sent)
+    }
+
+    /// Whole seconds the message waited in the queue (what `requestTTLSeconds` bounds).
+    fn age_s(&self) -> Option<i64> {
+        self.wait_ms().map(|ms| ms / 1000)
     }
 }
 
@@ -302,8 +307,7 @@ impl SqsWorker {
             sent_ms,
             at,
         };
-        if let Some(sent) = sent_ms {
-            let wait_ms = (at.unix_timestamp_nanos() / 1_000_000) as i64 - sent;
+        if let Some(wait_ms) = received.wait_ms() {
             self.metrics.queue_wait(wait_ms.max(0) as f64 / 1000.0);
         }
         let lease = self.lease(receipt, receive_count);
