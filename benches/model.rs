@@ -27,8 +27,8 @@ fn frames(video: &std::path::Path, n: usize) -> Vec<Image> {
     let mut out = Vec::new();
     while let Some(f) = dec.next_frame().expect("decode") {
         out.push(Image {
-            width: f.width,
-            height: f.height,
+            width: f.meta.width,
+            height: f.meta.height,
             rgb: f.rgb,
         });
         if out.len() == n {

@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     println!("{:?}", dec.info());
     let mut kept = Vec::new();
     while let Some(f) = dec.next_frame()? {
-        kept.push((f.index, f.pts_s));
+        kept.push((f.meta.index, f.meta.pts_s));
     }
     println!("kept {} frames: {:?}", kept.len(), kept);
     println!(

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::model::{Image, Model, ModelError};
 use crate::params::Params;
 use crate::schema::{Assembled, FrameDetections};
-use crate::video::{Decoder, Frame, Sampling, Source, VideoError, VideoInfo};
+use crate::video::{Decoder, Frame, FrameMeta, Sampling, Source, VideoError, VideoInfo};
 
 /// Batches of one job submitted to the model before the oldest is awaited: one runs
 /// while the next waits, so the model thread never idles between batches of a job.
@@ -242,12 +242,7 @@ impl Engine {
             for (m, d) in metas.into_iter().zip(dets) {
                 stats.detections += d.len() as u64;
                 frames_out.push(FrameDetections {
-                    index: m.index,
-                    pts_s: m.pts_s,
-                    width: m.width,
-                    height: m.height,
-                    scale_x: m.scale_x,
-                    scale_y: m.scale_y,
+                    meta: m,
                     detections: d,
                 });
             }
@@ -271,30 +266,11 @@ impl Engine {
     }
 }
 
-/// A frame without its pixels.
-struct FrameMeta {
-    index: u64,
-    pts_s: f64,
-    width: u32,
-    height: u32,
-    scale_x: f64,
-    scale_y: f64,
-}
-
 fn split(f: Frame) -> (FrameMeta, Image) {
-    (
-        FrameMeta {
-            index: f.index,
-            pts_s: f.pts_s,
-            width: f.width,
-            height: f.height,
-            scale_x: f.scale_x,
-            scale_y: f.scale_y,
-        },
-        Image {
-            width: f.width,
-            height: f.height,
-            rgb: f.rgb,
-        },
-    )
+    let image = Image {
+        width: f.meta.width,
+        height: f.meta.height,
+        rgb: f.rgb,
+    };
+    (f.meta, image)
 }

@@ -254,7 +254,7 @@ fn min_score_filters_and_fps_sampling_work_through_the_engine() {
         ..all
     };
     let (out, _) = run(fps);
-    let idx: Vec<u64> = out.frames.iter().map(|f| f.index).collect();
+    let idx: Vec<u64> = out.frames.iter().map(|f| f.meta.index).collect();
     assert_eq!(idx, vec![0, 13, 25, 38, 50, 63, 75, 88, 100, 113, 125, 138]);
 }
 
@@ -296,7 +296,7 @@ fn concurrent_jobs_share_the_model_and_agree_with_sequential_runs() {
             .iter()
             .map(|f| {
                 (
-                    f.index,
+                    f.meta.index,
                     f.detections
                         .iter()
                         .map(|d| (d.label_id, d.bbox.map(|v| (v * 10.0).round() as i64)))
@@ -327,12 +327,12 @@ fn rust_and_python_agree_on_the_same_frames() {
     let mut frames = Vec::new();
     let mut bin = Vec::new();
     while let Some(f) = dec.next_frame().unwrap() {
-        bin.extend_from_slice(&f.width.to_le_bytes());
-        bin.extend_from_slice(&f.height.to_le_bytes());
+        bin.extend_from_slice(&f.meta.width.to_le_bytes());
+        bin.extend_from_slice(&f.meta.height.to_le_bytes());
         bin.extend_from_slice(&f.rgb);
         frames.push(vidinfer::model::Image {
-            width: f.width,
-            height: f.height,
+            width: f.meta.width,
+            height: f.meta.height,
             rgb: f.rgb,
         });
     }

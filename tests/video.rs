@@ -31,28 +31,28 @@ fn every(n: u32) -> DecodeOptions {
 /// timestamp is index / fps.
 fn assert_sampled_correctly(frames: &[Frame], total: u64, n: u64, fps: f64, rotation: u32) {
     let expected: Vec<u64> = (0..total).step_by(n as usize).collect();
-    let got: Vec<u64> = frames.iter().map(|f| f.index).collect();
+    let got: Vec<u64> = frames.iter().map(|f| f.meta.index).collect();
     assert_eq!(got, expected, "kept indices");
     for f in frames {
         assert_eq!(
             read_code(f, rotation),
-            f.index,
+            f.meta.index,
             "painted code of frame {}",
-            f.index
+            f.meta.index
         );
         let c = read_colour(f, rotation);
         assert!(
-            colour_close(c, frame_colour(f.index), 12),
+            colour_close(c, frame_colour(f.meta.index), 12),
             "frame {} colour {c:?} != {:?}",
-            f.index,
-            frame_colour(f.index)
+            f.meta.index,
+            frame_colour(f.meta.index)
         );
         assert!(
-            (f.pts_s - f.index as f64 / fps).abs() < 1e-3,
+            (f.meta.pts_s - f.meta.index as f64 / fps).abs() < 1e-3,
             "frame {} pts {} != {}",
-            f.index,
-            f.pts_s,
-            f.index as f64 / fps
+            f.meta.index,
+            f.meta.pts_s,
+            f.meta.index as f64 / fps
         );
     }
 }
@@ -103,9 +103,14 @@ fn skipping_non_reference_frames_keeps_kept_frames_bit_identical() {
             let (b, decoded_skip) = decode_all(&path, every(n));
             assert_eq!(a.len(), b.len(), "{}: n={n}", spec.name);
             for (x, y) in a.iter().zip(&b) {
-                assert_eq!(x.index, y.index);
-                assert_eq!(x.pts_s, y.pts_s);
-                assert!(x.rgb == y.rgb, "{}: frame {} differs", spec.name, x.index);
+                assert_eq!(x.meta.index, y.meta.index);
+                assert_eq!(x.meta.pts_s, y.meta.pts_s);
+                assert!(
+                    x.rgb == y.rgb,
+                    "{}: frame {} differs",
+                    spec.name,
+                    x.meta.index
+                );
             }
             assert_eq!(
                 decoded_full, 120,
@@ -207,8 +212,8 @@ fn resize_fit_and_stretch_report_scale_factors() {
     );
     assert_eq!(fit.len(), 2);
     let f = &fit[0];
-    assert_eq!((f.width, f.height), (1024, 576));
-    assert!((f.scale_x - 1.25).abs() < 1e-9 && (f.scale_y - 1.25).abs() < 1e-9);
+    assert_eq!((f.meta.width, f.meta.height), (1024, 576));
+    assert!((f.meta.scale_x - 1.25).abs() < 1e-9 && (f.meta.scale_y - 1.25).abs() < 1e-9);
     assert_eq!(f.rgb.len(), 1024 * 576 * 3);
     assert_eq!(read_code(f, 0), 0);
     assert_eq!(read_code(&fit[1], 0), 30);
@@ -224,9 +229,9 @@ fn resize_fit_and_stretch_report_scale_factors() {
         },
     );
     let s = &stretch[1];
-    assert_eq!((s.width, s.height), (1024, 1024));
-    assert!((s.scale_x - 1.25).abs() < 1e-9);
-    assert!((s.scale_y - 720.0 / 1024.0).abs() < 1e-9);
+    assert_eq!((s.meta.width, s.meta.height), (1024, 1024));
+    assert!((s.meta.scale_x - 1.25).abs() < 1e-9);
+    assert!((s.meta.scale_y - 720.0 / 1024.0).abs() < 1e-9);
     assert_eq!(read_code(s, 0), 30);
     assert!(colour_close(read_colour(s, 0), frame_colour(30), 12));
 }
@@ -245,7 +250,7 @@ fn odd_sizes_and_ten_bit_pixels() {
     );
     let path = make_video(dir.path(), &odd);
     let (frames, _) = decode_all(&path, every(3));
-    assert_eq!((frames[0].width, frames[0].height), (321, 241));
+    assert_eq!((frames[0].meta.width, frames[0].meta.height), (321, 241));
     assert_sampled_correctly(&frames, 40, 3, 25.0, 0);
 
     let ten = VideoSpec::h264(320, 240, 40).with(
@@ -292,7 +297,7 @@ fn rotation_metadata_is_applied() {
         assert_eq!((dec.info().width, dec.info().height), (cli_w, cli_h));
         let (frames, _) = decode_all(&rotated, every(5));
         let f = &frames[0];
-        assert_eq!((f.width, f.height), (cli_w, cli_h), "tag {tag}");
+        assert_eq!((f.meta.width, f.meta.height), (cli_w, cli_h), "tag {tag}");
         let diff: u64 = f
             .rgb
             .iter()
@@ -348,15 +353,15 @@ fn fps_sampling_follows_timestamps_on_variable_frame_rate() {
             ..Default::default()
         },
     );
-    let got: Vec<u64> = frames.iter().map(|f| f.index).collect();
+    let got: Vec<u64> = frames.iter().map(|f| f.meta.index).collect();
     assert_eq!(got, expected);
     for f in &frames {
-        assert_eq!(read_code(f, 0), f.index);
+        assert_eq!(read_code(f, 0), f.meta.index);
         assert!(
-            (f.pts_s - pts_of(f.index)).abs() < 2e-3,
+            (f.meta.pts_s - pts_of(f.meta.index)).abs() < 2e-3,
             "frame {} at {}",
-            f.index,
-            f.pts_s
+            f.meta.index,
+            f.meta.pts_s
         );
     }
 }
@@ -444,7 +449,7 @@ fn hostile_inputs_give_typed_errors() {
     loop {
         match dec.next_frame() {
             Ok(Some(f)) => {
-                assert_eq!(read_code(&f, 0), f.index);
+                assert_eq!(read_code(&f, 0), f.meta.index);
                 n += 1;
             }
             Ok(None) => break,

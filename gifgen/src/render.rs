@@ -183,14 +183,14 @@ pub fn render(
         .next_frame()
         .with_context(|| format!("decoding the video {name}"))?
     {
-        let Some((position, planned)) = matcher.next(frame.index) else {
+        let Some((position, planned)) = matcher.next(frame.meta.index) else {
             continue;
         };
-        let picture = RgbImage::from_raw(frame.width, frame.height, frame.rgb)
+        let picture = RgbImage::from_raw(frame.meta.width, frame.meta.height, frame.rgb)
             .context("the decoder returned a picture of the wrong size")?;
         let (image, colours) = canvas.draw(picture, planned, opts);
         on_frame(RenderedFrame {
-            index: frame.index,
+            index: frame.meta.index,
             position,
             image,
             colours,

@@ -67,8 +67,8 @@ fn sample(frame: &Frame, u: f64, v: f64, rotation: u32) -> [u8; 3] {
         270 => (v, 1.0 - u),
         _ => (u, v),
     };
-    let x = ((du * f64::from(frame.width)) as u32).min(frame.width - 1);
-    let y = ((dv * f64::from(frame.height)) as u32).min(frame.height - 1);
+    let x = ((du * f64::from(frame.meta.width)) as u32).min(frame.meta.width - 1);
+    let y = ((dv * f64::from(frame.meta.height)) as u32).min(frame.meta.height - 1);
     frame.pixel(x, y)
 }
 

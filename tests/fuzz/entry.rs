@@ -86,7 +86,10 @@ pub fn media(data: &[u8]) {
         return;
     };
     while let Ok(Some(f)) = dec.next_frame() {
-        assert_eq!(f.rgb.len(), f.width as usize * f.height as usize * 3);
-        assert!(f.width <= 64 && f.height <= 64);
+        assert_eq!(
+            f.rgb.len(),
+            f.meta.width as usize * f.meta.height as usize * 3
+        );
+        assert!(f.meta.width <= 64 && f.meta.height <= 64);
     }
 }

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::detection::{CropMask, Detection, ModelInfo};
-use crate::video::{Sampling, VideoInfo};
+use crate::video::{FrameMeta, Sampling, VideoInfo};
 
 /// The v2 schema identifier.
 pub const SCHEMA_V2: &str = "vidinfer/v2";
@@ -192,14 +192,8 @@ pub struct LegacyFrame {
 /// Detections of one sampled frame as the engine produced them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameDetections {
-    pub index: u64,
-    pub pts_s: f64,
-    /// Size of the picture the model saw.
-    pub width: u32,
-    pub height: u32,
-    /// Source pixels per picture pixel.
-    pub scale_x: f64,
-    pub scale_y: f64,
+    /// The frame; its size is the picture the model saw.
+    pub meta: FrameMeta,
     pub detections: Vec<Detection>,
 }
 
@@ -224,7 +218,7 @@ impl Assembled<'_> {
         let (fw, fh) = self
             .frames
             .first()
-            .map(|f| (f.width, f.height))
+            .map(|f| (f.meta.width, f.meta.height))
             .unwrap_or((self.video.width, self.video.height));
         V2Output {
             schema: SCHEMA_V2.into(),
@@ -245,8 +239,8 @@ impl Assembled<'_> {
                 .frames
                 .iter()
                 .map(|f| V2Frame {
-                    index: f.index,
-                    pts_s: f.pts_s,
+                    index: f.meta.index,
+                    pts_s: f.meta.pts_s,
                     detections: f
                         .detections
                         .iter()
@@ -255,12 +249,12 @@ impl Assembled<'_> {
                             label: self.model.label(d.label_id),
                             label_id: d.label_id,
                             score: d.score,
-                            bbox: scale_box(d.bbox, f.scale_x, f.scale_y, self.video),
+                            bbox: scale_box(d.bbox, f.meta.scale_x, f.meta.scale_y, self.video),
                             mask: d.mask.as_ref().filter(|_| self.masks).map(|m| {
                                 mask_to_rle(
                                     m,
-                                    f.scale_x,
-                                    f.scale_y,
+                                    f.meta.scale_x,
+                                    f.meta.scale_y,
                                     self.video.width,
                                     self.video.height,
                                 )

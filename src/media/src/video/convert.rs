@@ -11,7 +11,7 @@ use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
 use ffmpeg_next as ffmpeg;
 
-use super::{ff, Frame, Limits, Resize, VideoError};
+use super::{ff, Frame, FrameMeta, Limits, Resize, VideoError};
 
 /// What a swscale context was built for: a new one is needed when any of it changes.
 #[derive(PartialEq, Eq, Clone, Copy)]
@@ -80,13 +80,15 @@ impl Converter {
         let rgb = packed_rows(&self.converted, sw, sh);
         let rgb = rotate_rgb(rgb, sw, sh, rotation);
         Ok(Frame {
-            index,
-            pts_s,
-            width: out_w,
-            height: out_h,
+            meta: FrameMeta {
+                index,
+                pts_s,
+                width: out_w,
+                height: out_h,
+                scale_x: f64::from(disp_w) / f64::from(out_w),
+                scale_y: f64::from(disp_h) / f64::from(out_h),
+            },
             rgb,
-            scale_x: f64::from(disp_w) / f64::from(out_w),
-            scale_y: f64::from(disp_h) / f64::from(out_h),
         })
     }
 }

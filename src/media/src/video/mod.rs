@@ -254,32 +254,35 @@ pub struct VideoInfo {
     pub pixel_format: String,
 }
 
-/// One kept frame: packed RGB24 pixels plus where it sits in the video.
-#[derive(Clone, PartialEq)]
-pub struct Frame {
+/// Where a sampled frame sits in the video and the geometry of its picture: the one
+/// frame-metadata type, carried from the decoder through the model to the document.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameMeta {
     /// Position in presentation order, counting every frame of the video from 0.
     pub index: u64,
     /// Presentation time in seconds from the start of the video.
     pub pts_s: f64,
+    /// Size of the picture (what the model sees).
     pub width: u32,
     pub height: u32,
+    /// Source (display) pixels per picture pixel, horizontally: multiply a picture x by it.
+    pub scale_x: f64,
+    /// Source (display) pixels per picture pixel, vertically.
+    pub scale_y: f64,
+}
+
+/// One kept frame: packed RGB24 pixels plus where it sits in the video.
+#[derive(Clone, PartialEq)]
+pub struct Frame {
+    pub meta: FrameMeta,
     /// `width * height * 3` bytes, rows top to bottom, R G B.
     pub rgb: Vec<u8>,
-    /// Source (display) pixels per frame pixel, horizontally: multiply a frame x by it.
-    pub scale_x: f64,
-    /// Source (display) pixels per frame pixel, vertically.
-    pub scale_y: f64,
 }
 
 impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Frame")
-            .field("index", &self.index)
-            .field("pts_s", &self.pts_s)
-            .field("width", &self.width)
-            .field("height", &self.height)
-            .field("scale_x", &self.scale_x)
-            .field("scale_y", &self.scale_y)
+            .field("meta", &self.meta)
             .finish_non_exhaustive()
     }
 }
@@ -287,7 +290,7 @@ impl std::fmt::Debug for Frame {
 impl Frame {
     /// The RGB value at (x, y).
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
-        let i = ((y * self.width + x) * 3) as usize;
+        let i = ((y * self.meta.width + x) * 3) as usize;
         [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
     }
 }
