@@ -29,14 +29,14 @@
 //! - [`metrics`]: Prometheus text for both front doors; [`runtime`]: their tokio
 //!   runtime.
 //! - Re-exported from the layers below, so one path names each: [`video`],
-//!   [`detection`], [`schema`] (vidinfer-media), [`aws`], [`storage`], [`notify`]
+//!   [`detection`], [`schema`], [`track`] (vidinfer-media), [`aws`], [`storage`], [`notify`]
 //!   (vidinfer-aws).
 //!
 //! The binaries (`vidinfer-worker run | serve | sqs | probe`) live in `worker/` and are
 //! thin: flags to a typed config, then a call into this crate.
 
 pub use vidinfer_aws::{aws, notify, storage};
-pub use vidinfer_media::{detection, schema, video};
+pub use vidinfer_media::{detection, schema, track, video};
 
 pub mod http;
 pub mod metrics;

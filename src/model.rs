@@ -658,6 +658,7 @@ fn parse_detections(
             score: scores[i],
             bbox,
             mask,
+            track_id: None,
         });
     }
     Ok(out)

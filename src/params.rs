@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::schema::OutputFormat;
+use crate::track::TrackParams;
 use crate::video::{DecodeOptions, Limits, Resize, Sampling};
 
 /// Largest `customAttributes` string (SageMaker's limit).
@@ -29,6 +30,8 @@ pub struct Params {
     pub limits: Limits,
     /// FFmpeg decoder threads (0: one per core).
     pub decode_threads: usize,
+    /// Follow objects across frames (v2 output only; `None`: off).
+    pub track: Option<TrackParams>,
 }
 
 impl Default for Params {
@@ -41,6 +44,7 @@ impl Default for Params {
             format: OutputFormat::V2,
             limits: Limits::default(),
             decode_threads: 0,
+            track: Some(TrackParams::default()),
         }
     }
 }
@@ -79,6 +83,18 @@ pub struct Overrides {
     pub resize: Option<String>,
     pub frame_width: Option<u32>,
     pub frame_height: Option<u32>,
+    /// Tracking on or off (on by default for v2).
+    pub track: Option<bool>,
+    #[serde(alias = "track_high_score")]
+    pub track_high_score: Option<f32>,
+    #[serde(alias = "track_low_score")]
+    pub track_low_score: Option<f32>,
+    #[serde(alias = "track_new_score")]
+    pub track_new_score: Option<f32>,
+    #[serde(alias = "track_iou")]
+    pub track_iou: Option<f32>,
+    #[serde(alias = "track_buffer_s")]
+    pub track_buffer_s: Option<f64>,
 }
 
 impl Overrides {
@@ -114,6 +130,18 @@ impl Overrides {
                 "frameheight" => {
                     o.frame_height = Some(v.parse().map_err(|_| num("a whole number"))?)
                 }
+                "track" => o.track = Some(parse_bool(v).ok_or_else(|| num("true or false"))?),
+                "trackhighscore" => {
+                    o.track_high_score = Some(v.parse().map_err(|_| num("a number"))?)
+                }
+                "tracklowscore" => {
+                    o.track_low_score = Some(v.parse().map_err(|_| num("a number"))?)
+                }
+                "tracknewscore" => {
+                    o.track_new_score = Some(v.parse().map_err(|_| num("a number"))?)
+                }
+                "trackiou" => o.track_iou = Some(v.parse().map_err(|_| num("a number"))?),
+                "trackbuffers" => o.track_buffer_s = Some(v.parse().map_err(|_| num("a number"))?),
                 _ => {} // someone else's attribute
             }
         }
@@ -131,7 +159,38 @@ impl Overrides {
             resize: later.resize.or(self.resize),
             frame_width: later.frame_width.or(self.frame_width),
             frame_height: later.frame_height.or(self.frame_height),
+            track: later.track.or(self.track),
+            track_high_score: later.track_high_score.or(self.track_high_score),
+            track_low_score: later.track_low_score.or(self.track_low_score),
+            track_new_score: later.track_new_score.or(self.track_new_score),
+            track_iou: later.track_iou.or(self.track_iou),
+            track_buffer_s: later.track_buffer_s.or(self.track_buffer_s),
         }
+    }
+
+    /// The tracking part of [`Overrides::apply`].
+    fn apply_track(&self, base: Option<TrackParams>) -> Result<Option<TrackParams>, RequestError> {
+        let tuned = self.track_high_score.is_some()
+            || self.track_low_score.is_some()
+            || self.track_new_score.is_some()
+            || self.track_iou.is_some()
+            || self.track_buffer_s.is_some();
+        match self.track {
+            Some(false) if tuned => {
+                return Err(err("track=false cannot be combined with track_* settings"))
+            }
+            Some(false) => return Ok(None),
+            None if base.is_none() && !tuned => return Ok(None),
+            _ => {}
+        }
+        let mut t = base.unwrap_or_default();
+        t.high_score = self.track_high_score.unwrap_or(t.high_score);
+        t.low_score = self.track_low_score.unwrap_or(t.low_score);
+        t.new_score = self.track_new_score.unwrap_or(t.new_score);
+        t.iou = self.track_iou.unwrap_or(t.iou);
+        t.buffer_s = self.track_buffer_s.unwrap_or(t.buffer_s);
+        t.check().map_err(err)?;
+        Ok(Some(t))
     }
 
     /// Apply to the worker's defaults, validating every value.
@@ -202,6 +261,7 @@ impl Overrides {
                 )))
             }
         };
+        p.track = self.apply_track(p.track)?;
         Ok(p)
     }
 }
@@ -229,5 +289,58 @@ pub fn check_accept(accept: &str) -> Result<(), RequestError> {
         Err(err(format!(
             "the accepted type `{a}` cannot be served: vidinfer answers application/json"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(attrs: &str) -> Result<Params, RequestError> {
+        Overrides::from_custom_attributes(attrs)?.apply(&Params::default())
+    }
+
+    #[test]
+    fn tracking_is_on_by_default_and_tuned_or_turned_off_per_request() {
+        assert_eq!(
+            Params::default().track,
+            Some(TrackParams::default()),
+            "on by default"
+        );
+        assert_eq!(apply("track=false").unwrap().track, None);
+        let t = apply("track_iou=0.3;trackBufferS=2.5;track_high_score=0.6")
+            .unwrap()
+            .track
+            .unwrap();
+        assert_eq!((t.iou, t.buffer_s, t.high_score), (0.3, 2.5, 0.6));
+        assert_eq!(t.low_score, TrackParams::default().low_score);
+        // A worker started without tracking: a request that tunes it turns it on.
+        let off = Params {
+            track: None,
+            ..Params::default()
+        };
+        let o = Overrides::from_custom_attributes("track_iou=0.4").unwrap();
+        assert_eq!(o.apply(&off).unwrap().track.unwrap().iou, 0.4);
+        assert_eq!(Overrides::default().apply(&off).unwrap().track, None);
+        // The params object: camelCase or snake_case keys.
+        let o: Overrides =
+            serde_json::from_str(r#"{"track": true, "track_buffer_s": 0.5}"#).unwrap();
+        assert_eq!(o.apply(&off).unwrap().track.unwrap().buffer_s, 0.5);
+    }
+
+    #[test]
+    fn bad_tracking_values_are_refused_with_the_setting_named() {
+        for (attrs, needle) in [
+            ("track=maybe", "true or false"),
+            ("track_iou=0", "track_iou"),
+            ("track_iou=1.5", "track_iou"),
+            ("track_buffer_s=-1", "track_buffer_s"),
+            ("track_buffer_s=nan", "track_buffer_s"),
+            ("track_low_score=0.8", "track_low_score"),
+            ("track=false;track_iou=0.3", "track=false"),
+        ] {
+            let e = apply(attrs).unwrap_err().to_string();
+            assert!(e.contains(needle), "{attrs}: {e}");
+        }
     }
 }

@@ -13,10 +13,14 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::detection::Detection;
 use crate::model::{Image, Model, ModelError};
 use crate::params::Params;
-use crate::schema::{Assembled, FrameDetections};
-use crate::video::{Decoder, Frame, FrameMeta, Sampling, Source, VideoError, VideoInfo};
+use crate::schema::{source_box, Assembled, FrameDetections, OutputFormat};
+use crate::track::{Observation, TrackParams, TrackSummary, Tracker};
+use crate::video::{
+    DecodeOptions, Decoder, Frame, FrameMeta, Sampling, Source, VideoError, VideoInfo,
+};
 
 /// Batches of one job submitted to the model before the oldest is awaited: one runs
 /// while the next waits, so the model thread never idles between batches of a job.
@@ -39,6 +43,9 @@ pub struct JobStats {
     pub decode_s: f64,
     /// Seconds of model forward calls spent on this job's frames.
     pub infer_s: f64,
+    /// Seconds the tracker took (all frames).
+    #[serde(default)]
+    pub track_s: f64,
     /// Seconds from start to the last detection.
     pub wall_s: f64,
 }
@@ -48,6 +55,8 @@ pub struct JobStats {
 pub struct JobOutput {
     pub video: VideoInfo,
     pub frames: Vec<FrameDetections>,
+    /// The tracker's parameters and tracks (`None`: tracking off).
+    pub tracking: Option<(TrackParams, Vec<TrackSummary>)>,
     pub stats: JobStats,
 }
 
@@ -65,6 +74,7 @@ impl JobOutput {
             min_score: params.min_score,
             masks: params.masks && model.info().masks,
             frames: &self.frames,
+            tracking: self.tracking.as_ref().map(|(p, t)| (*p, t.as_slice())),
         }
     }
 }
@@ -161,38 +171,12 @@ impl Engine {
         let start = Instant::now();
         let batch = self.model.info().batch_size.max(1);
         let params = job.params;
-        let opts = params.decode_options();
         let (frame_tx, mut frame_rx) = mpsc::channel::<Result<Frame, VideoError>>(batch * 2);
         let (info_tx, info_rx) = tokio::sync::oneshot::channel();
+        let opts = params.decode_options();
         let source = job.source;
-        let decode = tokio::task::spawn_blocking(move || {
-            // Busy time only: waiting for the model to take frames is not decoding.
-            let t0 = Instant::now();
-            let mut dec = match Decoder::open(source, opts) {
-                Ok(d) => d,
-                Err(e) => {
-                    let _ = info_tx.send(Err(e));
-                    return (0, t0.elapsed().as_secs_f64());
-                }
-            };
-            let mut busy = t0.elapsed();
-            let _ = info_tx.send(Ok(dec.info().clone()));
-            loop {
-                let t = Instant::now();
-                let item = match dec.next_frame() {
-                    Ok(Some(f)) => Ok(f),
-                    Ok(None) => break,
-                    Err(e) => Err(e),
-                };
-                busy += t.elapsed();
-                let failed = item.is_err();
-                // The receiver is gone when the job was abandoned: stop decoding.
-                if frame_tx.blocking_send(item).is_err() || failed {
-                    break;
-                }
-            }
-            (dec.frames_decoded(), busy.as_secs_f64())
-        });
+        let decode =
+            tokio::task::spawn_blocking(move || decode_into(source, opts, info_tx, frame_tx));
         let video = match info_rx.await {
             Ok(Ok(info)) => info,
             Ok(Err(e)) => return Err(e.into()),
@@ -200,31 +184,15 @@ impl Engine {
         };
         let expected = expected_samples(&video, params.sampling);
         let masks = params.masks && self.model.info().masks;
+        let mut assembly = Assembly::new(&params, video);
 
         type Pending = tokio::task::JoinHandle<crate::model::InferResult>;
         let mut in_flight: VecDeque<(Vec<FrameMeta>, Pending)> = VecDeque::new();
-        let mut frames_out: Vec<FrameDetections> = Vec::new();
-        let mut stats = JobStats::default();
         let mut input_done = false;
         while !input_done || !in_flight.is_empty() {
             // Fill the pipeline: submit batches while there is room.
             while !input_done && in_flight.len() < MAX_BATCHES_IN_FLIGHT {
-                let mut metas = Vec::with_capacity(batch);
-                let mut images = Vec::with_capacity(batch);
-                while images.len() < batch {
-                    match frame_rx.recv().await {
-                        Some(Ok(f)) => {
-                            let (meta, image) = split(f);
-                            metas.push(meta);
-                            images.push(image);
-                        }
-                        Some(Err(e)) => return Err(e.into()),
-                        None => {
-                            input_done = true;
-                            break;
-                        }
-                    }
-                }
+                let (metas, images) = next_batch(&mut frame_rx, batch, &mut input_done).await?;
                 if images.is_empty() {
                     break;
                 }
@@ -238,31 +206,139 @@ impl Engine {
             let (dets, secs) = handle
                 .await
                 .map_err(|e| PipelineError::Internal(e.to_string()))??;
-            stats.infer_s += secs;
-            for (m, d) in metas.into_iter().zip(dets) {
-                stats.detections += d.len() as u64;
-                frames_out.push(FrameDetections {
-                    meta: m,
-                    detections: d,
-                });
+            assembly.stats.infer_s += secs;
+            for (meta, detections) in metas.into_iter().zip(dets) {
+                assembly.push(meta, detections);
             }
             progress(Progress {
-                frames_done: frames_out.len() as u64,
+                frames_done: assembly.frames.len() as u64,
                 frames_expected: expected,
             });
         }
         let (frames_decoded, decode_s) = decode
             .await
             .map_err(|e| PipelineError::Internal(e.to_string()))?;
-        stats.frames_decoded = frames_decoded;
-        stats.decode_s = decode_s;
-        stats.frames_sampled = frames_out.len() as u64;
-        stats.wall_s = start.elapsed().as_secs_f64();
-        Ok(JobOutput {
+        let mut out = assembly.finish();
+        out.stats.frames_decoded = frames_decoded;
+        out.stats.decode_s = decode_s;
+        out.stats.wall_s = start.elapsed().as_secs_f64();
+        Ok(out)
+    }
+}
+
+/// The decode thread: open the source, report what the video is, then push kept frames
+/// into `frames` until the end, an error, or the job is abandoned. Returns the frames
+/// decoded and the seconds the decoder was busy (waiting for the model excluded).
+fn decode_into(
+    source: Source,
+    opts: DecodeOptions,
+    info: tokio::sync::oneshot::Sender<Result<VideoInfo, VideoError>>,
+    frames: mpsc::Sender<Result<Frame, VideoError>>,
+) -> (u64, f64) {
+    let t0 = Instant::now();
+    let mut dec = match Decoder::open(source, opts) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = info.send(Err(e));
+            return (0, t0.elapsed().as_secs_f64());
+        }
+    };
+    let mut busy = t0.elapsed();
+    let _ = info.send(Ok(dec.info().clone()));
+    loop {
+        let t = Instant::now();
+        let item = match dec.next_frame() {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => break,
+            Err(e) => Err(e),
+        };
+        busy += t.elapsed();
+        let failed = item.is_err();
+        // The receiver is gone when the job was abandoned: stop decoding.
+        if frames.blocking_send(item).is_err() || failed {
+            break;
+        }
+    }
+    (dec.frames_decoded(), busy.as_secs_f64())
+}
+
+/// Up to `batch` frames from the decoder, split into metadata and pictures; sets
+/// `done` at the end of the video.
+async fn next_batch(
+    rx: &mut mpsc::Receiver<Result<Frame, VideoError>>,
+    batch: usize,
+    done: &mut bool,
+) -> Result<(Vec<FrameMeta>, Vec<Image>), PipelineError> {
+    let mut metas = Vec::with_capacity(batch);
+    let mut images = Vec::with_capacity(batch);
+    while images.len() < batch {
+        match rx.recv().await {
+            Some(Ok(f)) => {
+                let (meta, image) = split(f);
+                metas.push(meta);
+                images.push(image);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {
+                *done = true;
+                break;
+            }
+        }
+    }
+    Ok((metas, images))
+}
+
+/// Sampled frames with their detections, in presentation order, tracked as they
+/// arrive.
+struct Assembly {
+    video: VideoInfo,
+    frames: Vec<FrameDetections>,
+    tracker: Option<Tracker>,
+    stats: JobStats,
+}
+
+impl Assembly {
+    fn new(params: &Params, video: VideoInfo) -> Assembly {
+        // The legacy array has no place for identities: no tracker for it.
+        let track = params.track.filter(|_| params.format == OutputFormat::V2);
+        Assembly {
             video,
-            frames: frames_out,
+            frames: Vec::new(),
+            tracker: track.map(Tracker::new),
+            stats: JobStats::default(),
+        }
+    }
+
+    fn push(&mut self, meta: FrameMeta, mut detections: Vec<Detection>) {
+        self.stats.detections += detections.len() as u64;
+        if let Some(tracker) = &mut self.tracker {
+            let t = Instant::now();
+            let obs: Vec<Observation> = detections
+                .iter()
+                .map(|d| Observation {
+                    label_id: d.label_id,
+                    score: d.score,
+                    bbox: source_box(d.bbox, &meta, &self.video),
+                })
+                .collect();
+            let ids = tracker.update(meta.index, meta.pts_s, &obs);
+            for (d, id) in detections.iter_mut().zip(ids) {
+                d.track_id = id;
+            }
+            self.stats.track_s += t.elapsed().as_secs_f64();
+        }
+        self.frames.push(FrameDetections { meta, detections });
+    }
+
+    fn finish(self) -> JobOutput {
+        let mut stats = self.stats;
+        stats.frames_sampled = self.frames.len() as u64;
+        JobOutput {
+            video: self.video,
+            frames: self.frames,
+            tracking: self.tracker.map(|t| (*t.params(), t.summaries())),
             stats,
-        })
+        }
     }
 }
 

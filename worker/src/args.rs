@@ -110,6 +110,36 @@ pub struct ParamArgs {
     /// array of {boxes, labels, scores}, boxes in frame pixels).
     #[arg(long, env = "VIDINFER_OUTPUT_FORMAT", default_value = "v2")]
     pub format: OutputFormat,
+
+    /// Follow objects across sampled frames: each v2 detection gets a `track_id` and the
+    /// document a `tracks` list (first/last frame, best score and box). `--track false`
+    /// turns it off; the legacy array never carries tracks.
+    #[arg(long, env = "VIDINFER_TRACK", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Tracking")]
+    pub track: bool,
+
+    /// Detections at least this confident are matched to tracks first [default: 0.5].
+    #[arg(long, env = "VIDINFER_TRACK_HIGH_SCORE", help_heading = "Tracking")]
+    pub track_high_score: Option<f32>,
+
+    /// Detections below this are never tracked; those between it and the high score
+    /// only extend tracks (often the partly hidden objects) [default: 0.1].
+    #[arg(long, env = "VIDINFER_TRACK_LOW_SCORE", help_heading = "Tracking")]
+    pub track_low_score: Option<f32>,
+
+    /// Unmatched detections at least this confident start a new track [default: 0.6].
+    #[arg(long, env = "VIDINFER_TRACK_NEW_SCORE", help_heading = "Tracking")]
+    pub track_new_score: Option<f32>,
+
+    /// Smallest overlap (IoU) between a track's predicted box and a detection to match
+    /// [default: 0.2].
+    #[arg(long, env = "VIDINFER_TRACK_IOU", help_heading = "Tracking")]
+    pub track_iou: Option<f32>,
+
+    /// Seconds a lost track is remembered, so an object hidden for a moment keeps its
+    /// id [default: 1.0].
+    #[arg(long, env = "VIDINFER_TRACK_BUFFER_S", help_heading = "Tracking")]
+    pub track_buffer_s: Option<f64>,
 }
 
 impl ParamArgs {
@@ -136,6 +166,12 @@ impl ParamArgs {
             resize: Some(resize.to_string()),
             frame_width: Some(self.frame_width),
             frame_height: Some(self.frame_height),
+            track: Some(self.track),
+            track_high_score: self.track_high_score,
+            track_low_score: self.track_low_score,
+            track_new_score: self.track_new_score,
+            track_iou: self.track_iou,
+            track_buffer_s: self.track_buffer_s,
         };
         flags
             .apply(&Params::default())

@@ -51,6 +51,9 @@ pub struct Detection {
     /// x1, y1, x2, y2 in picture pixels.
     pub bbox: [f32; 4],
     pub mask: Option<CropMask>,
+    /// The object's identity across sampled frames, set by the engine's tracker
+    /// ([`crate::track`]) after the model; `None` when not tracked.
+    pub track_id: Option<u64>,
 }
 
 /// COCO's 91 label slots as torchvision numbers them (index = label id).

@@ -10,7 +10,10 @@
 //! - [`detection`]: detections, cropped masks, the model's description, COCO's class
 //!   names — plain data the engine produces and the schema writes.
 //! - [`schema`]: the `vidinfer/v2` document and the legacy array, written and read.
+//! - [`track`]: the multi-object tracker (ByteTrack association, Kalman prediction)
+//!   that gives detections a `track_id` across sampled frames.
 
 pub mod detection;
 pub mod schema;
+pub mod track;
 pub mod video;

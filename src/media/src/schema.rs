@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::detection::{CropMask, Detection, ModelInfo};
+use crate::track::{TrackParams, TrackSummary};
 use crate::video::{FrameMeta, Sampling, VideoInfo};
 
 /// The v2 schema identifier.
@@ -138,6 +139,28 @@ pub struct V2Detection {
     pub bbox: [f32; 4],
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask: Option<Rle>,
+    /// The object's identity across frames (tracking on; absent when the detection
+    /// joined no track).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<u64>,
+}
+
+/// One tracked object in the v2 document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct V2Track {
+    pub id: u64,
+    pub label: String,
+    pub label_id: i64,
+    /// Presentation index and time of the first and last sampled frames it was seen in.
+    pub first_frame: u64,
+    pub last_frame: u64,
+    pub first_pts_s: f64,
+    pub last_pts_s: f64,
+    /// Sampled frames it was matched in.
+    pub frames: u64,
+    pub best_score: f32,
+    /// [x1, y1, x2, y2] in source-video pixels, in the frame of the best score.
+    pub best_box: [f32; 4],
 }
 
 /// One sampled frame in the v2 document.
@@ -169,6 +192,9 @@ pub struct V2Params {
     pub frame_width: u32,
     pub frame_height: u32,
     pub masks: bool,
+    /// The tracker's parameters (absent: tracking was off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<TrackParams>,
 }
 
 /// The `vidinfer/v2` document.
@@ -179,6 +205,9 @@ pub struct V2Output {
     pub model: V2Model,
     pub params: V2Params,
     pub frames: Vec<V2Frame>,
+    /// Every tracked object (tracking on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracks: Option<Vec<V2Track>>,
 }
 
 /// One element of the legacy array.
@@ -206,6 +235,8 @@ pub struct Assembled<'a> {
     pub min_score: Option<f32>,
     pub masks: bool,
     pub frames: &'a [FrameDetections],
+    /// The tracker's parameters and every track it made (`None`: tracking off).
+    pub tracking: Option<(TrackParams, &'a [TrackSummary])>,
 }
 
 impl Assembled<'_> {
@@ -234,7 +265,9 @@ impl Assembled<'_> {
                 frame_width: fw,
                 frame_height: fh,
                 masks: self.masks,
+                tracking: self.tracking.map(|(p, _)| p),
             },
+            tracks: self.tracking.map(|(_, tracks)| self.tracks(tracks)),
             frames: self
                 .frames
                 .iter()
@@ -249,7 +282,7 @@ impl Assembled<'_> {
                             label: self.model.label(d.label_id),
                             label_id: d.label_id,
                             score: d.score,
-                            bbox: scale_box(d.bbox, f.meta.scale_x, f.meta.scale_y, self.video),
+                            bbox: source_box(d.bbox, &f.meta, self.video),
                             mask: d.mask.as_ref().filter(|_| self.masks).map(|m| {
                                 mask_to_rle(
                                     m,
@@ -259,11 +292,32 @@ impl Assembled<'_> {
                                     self.video.height,
                                 )
                             }),
+                            track_id: d.track_id,
                         })
                         .collect(),
                 })
                 .collect(),
         }
+    }
+
+    /// The tracks whose best detection is in the document (not all below `min_score`).
+    fn tracks(&self, tracks: &[TrackSummary]) -> Vec<V2Track> {
+        tracks
+            .iter()
+            .filter(|t| self.min_score.is_none_or(|m| t.best_score >= m))
+            .map(|t| V2Track {
+                id: t.id,
+                label: self.model.label(t.label_id),
+                label_id: t.label_id,
+                first_frame: t.first_frame,
+                last_frame: t.last_frame,
+                first_pts_s: t.first_pts_s,
+                last_pts_s: t.last_pts_s,
+                frames: t.frames,
+                best_score: t.best_score,
+                best_box: t.best_box,
+            })
+            .collect()
     }
 
     /// The legacy array: boxes in the coordinates of the picture the model saw.
@@ -292,8 +346,11 @@ impl Assembled<'_> {
     }
 }
 
-fn scale_box(b: [f32; 4], sx: f64, sy: f64, video: &VideoInfo) -> [f32; 4] {
+/// A box in the pixels of the picture the model saw, in source-video pixels (clamped to
+/// the video): what the v2 document writes and the tracker follows.
+pub fn source_box(b: [f32; 4], meta: &FrameMeta, video: &VideoInfo) -> [f32; 4] {
     let (w, h) = (video.width as f32, video.height as f32);
+    let (sx, sy) = (meta.scale_x, meta.scale_y);
     [
         ((f64::from(b[0]) * sx) as f32).clamp(0.0, w),
         ((f64::from(b[1]) * sy) as f32).clamp(0.0, h),
