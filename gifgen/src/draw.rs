@@ -51,6 +51,29 @@ fn hsv_to_rgb(h: f64, s: f64, v: f64) -> [u8; 3] {
     [r, g, b].map(|c| (c * 255.0).round().clamp(0.0, 255.0) as u8)
 }
 
+/// A track's colour: the class palette indexed by track id, so neighbouring ids differ.
+pub fn track_colour(track_id: u64) -> [u8; 3] {
+    class_colour((track_id % (1 << 20)) as i64)
+}
+
+/// A polyline through `points` (a track's recent centres), `thickness` pixels wide.
+pub fn draw_trail(img: &mut RgbImage, points: &[(f32, f32)], colour: [u8; 3], thickness: u32) {
+    let r = (thickness / 2) as i32;
+    for w in points.windows(2) {
+        for dx in -r..=r {
+            for dy in -r..=r {
+                let (ox, oy) = (dx as f32, dy as f32);
+                imageproc::drawing::draw_line_segment_mut(
+                    img,
+                    (w[0].0 + ox, w[0].1 + oy),
+                    (w[1].0 + ox, w[1].1 + oy),
+                    Rgb(colour),
+                );
+            }
+        }
+    }
+}
+
 /// The text colour that reads best on `background`.
 pub fn ink_for(background: [u8; 3]) -> [u8; 3] {
     let [r, g, b] = background.map(f64::from);
@@ -130,7 +153,8 @@ pub struct MaskRef<'a> {
 /// One detection to draw, already mapped to the picture's pixels.
 #[derive(Debug, Clone)]
 pub struct Overlay<'a> {
-    pub label_id: i64,
+    /// Box, label and mask colour (by class or by track: the caller's choice).
+    pub colour: [u8; 3],
     /// The label text, e.g. `person: 0.97`.
     pub text: String,
     pub score: f32,
@@ -154,7 +178,7 @@ pub fn annotate(img: &mut RgbImage, overlays: &[Overlay<'_>], style: Style) -> V
     };
     for o in &order {
         if let Some(m) = o.mask {
-            blend_mask(img, m, class_colour(o.label_id), MASK_ALPHA);
+            blend_mask(img, m, o.colour, MASK_ALPHA);
         }
     }
     let (w, h) = img.dimensions();
@@ -163,12 +187,12 @@ pub fn annotate(img: &mut RgbImage, overlays: &[Overlay<'_>], style: Style) -> V
         .map(|o| PixelBox::from_coords(o.bbox, w, h))
         .collect();
     for (o, b) in order.iter().zip(&boxes) {
-        let colour = class_colour(o.label_id);
+        let colour = o.colour;
         draw_box(img, *b, colour, style.thickness);
         note(colour);
     }
     for (o, b) in order.iter().zip(&boxes) {
-        let colour = class_colour(o.label_id);
+        let colour = o.colour;
         draw_label(img, *b, &o.text, colour, style.font_scale);
         note(ink_for(colour));
     }
@@ -278,7 +302,7 @@ mod tests {
 
     fn overlay(label_id: i64, score: f32, bbox: [f64; 4]) -> Overlay<'static> {
         Overlay {
-            label_id,
+            colour: class_colour(label_id),
             text: format!("thing: {score:.2}"),
             score,
             bbox,

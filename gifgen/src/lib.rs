@@ -89,6 +89,18 @@ pub fn run(job: &Job, progress: impl FnMut(usize, usize) + Send) -> Result<Repor
                 .into(),
         });
     }
+    let wants_tracks = job.render.color_by == render::ColorBy::Track || job.render.trails;
+    let has_tracks = plan
+        .frames
+        .iter()
+        .any(|f| f.detections.iter().any(|d| d.track_id.is_some()));
+    if wants_tracks && !has_tracks {
+        notes.push(
+            "the predictions carry no track ids (legacy output, or the worker ran with \
+             --track false): --color-by track and --trails fall back to class colours"
+                .into(),
+        );
+    }
     // `_download` keeps a downloaded (s3://) video on disk until rendering ends.
     let (source, _download) = input::video_source(&job.video)?;
     let partial = partial_path(&job.output)?;

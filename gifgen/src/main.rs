@@ -30,6 +30,9 @@ Examples:
   # A v2 document, masks on, 480 pixels wide, 5 frames per second:
   gifgen --video clip.mp4 --predictions clip.json -o clip.gif --masks --width 480 --fps 5
 
+  # Tracks: one colour per object and the path it took:
+  gifgen --video clip.mp4 --predictions clip.json -o tracks.gif --color-by track --trails
+
   # Output of the old pipeline, with the old script's flags:
   gifgen --video clip.mp4 --predictions legacy.json --output-path clip.gif \\
       --frame-interval 30 --frame-width 1024 --frame-height 1024 --score-threshold 0.9 \\
@@ -80,6 +83,16 @@ struct Cli {
     /// `vidinfer-worker run --masks`).
     #[arg(long)]
     masks: bool,
+
+    /// Box colour by `class`, or by `track` (v2 documents with tracking: each object
+    /// keeps its colour across frames). Labels show `#id` whenever a detection has one.
+    #[arg(long, value_name = "BY", value_enum, default_value = "class")]
+    color_by: gifgen::render::ColorBy,
+
+    /// Draw each track's recent path: a line through its box centres over the last 24
+    /// sampled frames, in the track's colour.
+    #[arg(long)]
+    trails: bool,
 
     /// Also write every annotated frame as a PNG into this directory, named
     /// frame_NNNNNN.png after the frame's index in the video.
@@ -192,6 +205,8 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
             score_threshold: cli.score_threshold,
             width: cli.width,
             masks: cli.masks,
+            color_by: cli.color_by,
+            trails: cli.trails,
         },
         legacy: LegacyOptions {
             frame_interval: cli.frame_interval,

@@ -34,6 +34,8 @@ pub struct Detection {
     pub bbox: [f32; 4],
     /// Instance mask over the source video frame (v2 documents made with masks).
     pub mask: Option<Rle>,
+    /// The object's track (v2 documents made with tracking).
+    pub track_id: Option<u64>,
 }
 
 /// The detections of one sampled frame.
@@ -160,6 +162,7 @@ impl Plan {
                                 score: d.score,
                                 bbox: d.bbox,
                                 mask: d.mask.clone(),
+                                track_id: d.track_id,
                             })
                             .collect(),
                     })
@@ -199,6 +202,7 @@ impl Plan {
                                 score: s,
                                 bbox: *b,
                                 mask: None,
+                                track_id: None,
                             })
                             .collect(),
                     })

@@ -1,5 +1,7 @@
 //! Decode the video's sampled frames, pair them with the plan, draw each one.
 
+use std::collections::HashMap;
+
 use anyhow::{ensure, Context, Result};
 use image::imageops::{self, FilterType};
 use image::RgbImage;
@@ -19,6 +21,10 @@ pub struct RenderOptions {
     pub width: Option<u32>,
     /// Blend instance masks over the picture (when the predictions have them).
     pub masks: bool,
+    /// Colour boxes by class or by track.
+    pub color_by: ColorBy,
+    /// Draw each track's recent path (its box centres over the last sampled frames).
+    pub trails: bool,
 }
 
 impl Default for RenderOptions {
@@ -27,7 +33,59 @@ impl Default for RenderOptions {
             score_threshold: 0.9,
             width: None,
             masks: false,
+            color_by: ColorBy::Class,
+            trails: false,
         }
+    }
+}
+
+/// What a box's colour tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorBy {
+    /// One colour per class.
+    Class,
+    /// One colour per track (v2 documents made with tracking; untracked boxes keep
+    /// their class colour).
+    Track,
+}
+
+/// Sampled frames a trail reaches back.
+pub const TRAIL_FRAMES: u64 = 24;
+
+/// A box centre in output pixels.
+type Centre = (f32, f32);
+
+/// Recent box centres of each track, in output pixels, for `--trails`.
+#[derive(Debug, Default)]
+pub struct Trails {
+    /// Track id → (frame position, centre), oldest first.
+    paths: HashMap<u64, Vec<(u64, Centre)>>,
+}
+
+impl Trails {
+    /// Add this frame's centres and forget what is older than [`TRAIL_FRAMES`].
+    fn advance(&mut self, position: u64, centres: &[(u64, Centre)]) {
+        for &(id, c) in centres {
+            self.paths.entry(id).or_default().push((position, c));
+        }
+        let oldest = position.saturating_sub(TRAIL_FRAMES);
+        self.paths.retain(|_, p| {
+            p.retain(|(pos, _)| *pos >= oldest);
+            !p.is_empty()
+        });
+    }
+
+    fn draw(&self, img: &mut RgbImage, style: draw::Style) -> Vec<[u8; 3]> {
+        let mut ids: Vec<&u64> = self.paths.keys().collect();
+        ids.sort_unstable();
+        let mut colours = Vec::new();
+        for id in ids {
+            let points: Vec<Centre> = self.paths[id].iter().map(|(_, c)| *c).collect();
+            let colour = draw::track_colour(*id);
+            draw::draw_trail(img, &points, colour, (style.thickness / 2).max(1));
+            colours.push(colour);
+        }
+        colours
     }
 }
 
@@ -88,6 +146,19 @@ impl Canvas {
         frame: &PlannedFrame,
         opts: &RenderOptions,
     ) -> (RgbImage, Vec<[u8; 3]>) {
+        self.draw_frame(picture, frame, 0, opts, &mut Trails::default())
+    }
+
+    /// [`Canvas::draw`] for the frame at `position` among the predictions' frames,
+    /// keeping `trails` up to date (and drawing them with `opts.trails`).
+    pub fn draw_frame(
+        &self,
+        picture: RgbImage,
+        frame: &PlannedFrame,
+        position: u64,
+        opts: &RenderOptions,
+        trails: &mut Trails,
+    ) -> (RgbImage, Vec<[u8; 3]>) {
         let (ow, oh) = self.output;
         let mut img = if picture.dimensions() == (ow, oh) {
             picture
@@ -113,8 +184,14 @@ impl Canvas {
             .iter()
             .zip(&masks)
             .map(|(d, m)| Overlay {
-                label_id: d.label_id,
-                text: format!("{}: {:.2}", d.label, d.score),
+                colour: match (opts.color_by, d.track_id) {
+                    (ColorBy::Track, Some(id)) => draw::track_colour(id),
+                    _ => draw::class_colour(d.label_id),
+                },
+                text: match d.track_id {
+                    Some(id) => format!("#{id} {}: {:.2}", d.label, d.score),
+                    None => format!("{}: {:.2}", d.label, d.score),
+                },
                 score: d.score,
                 bbox: [
                     f64::from(d.bbox[0]) * sx,
@@ -129,7 +206,29 @@ impl Canvas {
                 }),
             })
             .collect();
-        let colours = draw::annotate(&mut img, &overlays, self.style);
+        let mut colours = Vec::new();
+        if opts.trails {
+            let centres: Vec<(u64, Centre)> = kept
+                .iter()
+                .zip(&overlays)
+                .filter_map(|(d, o)| {
+                    let b = o.bbox;
+                    d.track_id.map(|id| {
+                        (
+                            id,
+                            (((b[0] + b[2]) / 2.0) as f32, ((b[1] + b[3]) / 2.0) as f32),
+                        )
+                    })
+                })
+                .collect();
+            trails.advance(position, &centres);
+            colours = trails.draw(&mut img, self.style);
+        }
+        for c in draw::annotate(&mut img, &overlays, self.style) {
+            if !colours.contains(&c) {
+                colours.push(c);
+            }
+        }
         (img, colours)
     }
 }
@@ -178,6 +277,7 @@ pub fn render(
     plan.check_video(name, info.width, info.height)?;
     let canvas = Canvas::new(plan, info.width, info.height, opts.width)?;
     let mut matcher = plan.matcher();
+    let mut trails = Trails::default();
     let mut frames = 0;
     while let Some(frame) = decoder
         .next_frame()
@@ -188,7 +288,8 @@ pub fn render(
         };
         let picture = RgbImage::from_raw(frame.meta.width, frame.meta.height, frame.rgb)
             .context("the decoder returned a picture of the wrong size")?;
-        let (image, colours) = canvas.draw(picture, planned, opts);
+        let (image, colours) =
+            canvas.draw_frame(picture, planned, position as u64, opts, &mut trails);
         on_frame(RenderedFrame {
             index: frame.meta.index,
             position,
@@ -221,6 +322,7 @@ mod tests {
             score,
             bbox,
             mask: None,
+            track_id: None,
         }
     }
 
@@ -282,6 +384,46 @@ mod tests {
         let (img, _) = canvas.draw(pic, &p.frames[0], &low);
         assert_eq!(img.get_pixel(100, 60).0, class_colour(2));
         assert_eq!(img.get_pixel(160, 60).0, class_colour(3));
+    }
+
+    #[test]
+    fn tracks_get_their_own_colours_ids_in_labels_and_trails() {
+        let tracked = |id, x: f32| Detection {
+            track_id: Some(id),
+            ..det(1, 0.95, [x, 100.0, x + 30.0, 130.0])
+        };
+        let pic = RgbImage::from_pixel(320, 240, GREY);
+        let by_track = RenderOptions {
+            color_by: ColorBy::Track,
+            trails: true,
+            ..RenderOptions::default()
+        };
+        let p = plan(vec![tracked(3, 20.0), tracked(4, 200.0)], None);
+        let canvas = Canvas::new(&p, 320, 240, None).unwrap();
+        let (img, colours) = canvas.draw(pic.clone(), &p.frames[0], &by_track);
+        // Same class, two tracks: two colours, neither the class colour.
+        assert_eq!(img.get_pixel(20, 115).0, draw::track_colour(3));
+        assert_eq!(img.get_pixel(200, 115).0, draw::track_colour(4));
+        assert_ne!(draw::track_colour(3), draw::track_colour(4));
+        assert!(colours.contains(&draw::track_colour(3)));
+        // By class (the default), the same detections share the class colour.
+        let (img, _) = canvas.draw(pic.clone(), &p.frames[0], &RenderOptions::default());
+        assert_eq!(img.get_pixel(200, 115).0, class_colour(1));
+
+        // Trails: track 3 moves right over three frames; its path is drawn between
+        // the box centres (y = 115), where no box edge is.
+        let mut trails = Trails::default();
+        let mut last = pic.clone();
+        for (pos, x) in [(0u64, 20.0), (1, 60.0), (2, 100.0)] {
+            let p = plan(vec![tracked(3, x)], None);
+            last = canvas
+                .draw_frame(pic.clone(), &p.frames[0], pos, &by_track, &mut trails)
+                .0;
+        }
+        assert_eq!(last.get_pixel(60, 115).0, draw::track_colour(3));
+        let p = plan(vec![tracked(3, 100.0)], None);
+        let (plain, _) = canvas.draw(pic.clone(), &p.frames[0], &by_track);
+        assert_eq!(*plain.get_pixel(60, 115), GREY, "one frame has no trail");
     }
 
     #[test]

@@ -139,7 +139,9 @@ fn v2_document(frames: &[(u64, f64, Vec<Det>)]) -> V2Output {
             frame_width: 320,
             frame_height: 240,
             masks: true,
+            tracking: None,
         },
+        tracks: None,
         frames: frames
             .iter()
             .map(|(index, pts_s, dets)| V2Frame {
@@ -153,6 +155,7 @@ fn v2_document(frames: &[(u64, f64, Vec<Det>)]) -> V2Output {
                         score: *s,
                         bbox: *b,
                         mask: m.clone(),
+                        track_id: None,
                     })
                     .collect(),
             })
