@@ -4,7 +4,7 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# Targets (tests/fuzz/fuzz_targets): request, custom_attributes, predictions, media.
+# Targets (tests/fuzz/fuzz_targets): request, custom_attributes, predictions, media, track.
 # Default: 60 s each, all targets. The corpus grows under $VIDINFER_CACHE/fuzz/<target>
 # (seeded from tests/fuzz/seeds/<target>); a crash, timeout or out-of-memory input is
 # copied to tests/fuzz/regressions/<target>/, which `cargo test` replays
@@ -22,7 +22,7 @@ cd "$root"
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(request custom_attributes predictions media)
+[ ${#targets[@]} -eq 0 ] && targets=(request custom_attributes predictions media track)
 
 tools="$VIDINFER_CACHE/tools"
 if [ ! -x "$tools/bin/cargo-fuzz" ]; then

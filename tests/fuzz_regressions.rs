@@ -48,3 +48,8 @@ fn predictions_documents() {
 fn media() {
     replay("media", entry::media);
 }
+
+#[test]
+fn tracker() {
+    replay("track", entry::track);
+}

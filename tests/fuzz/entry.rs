@@ -1,5 +1,6 @@
 //! Entry points for fuzzing the parsers that read untrusted bytes: request messages,
-//! custom attributes, predictions documents and the media open path. Test code, not
+//! custom attributes, predictions documents and the media open path; and the tracker,
+//! which takes whatever numbers a model returns. Test code, not
 //! part of the library's API: the `cargo fuzz` targets in `tests/fuzz/fuzz_targets/`
 //! include this file, and `tests/fuzz_regressions.rs` includes it too and replays every
 //! saved input through the same functions in the normal test suite, so a crash found
@@ -13,6 +14,7 @@ use std::io::Cursor;
 use vidinfer::params::{Overrides, Params};
 use vidinfer::request::{validate_inference_id, Request};
 use vidinfer::schema::Predictions;
+use vidinfer::track::{Observation, TrackParams, Tracker};
 use vidinfer::video::{DecodeOptions, Decoder, Limits, Resize, Sampling, Source};
 
 /// An SQS message body.
@@ -91,5 +93,52 @@ pub fn media(data: &[u8]) {
             f.meta.width as usize * f.meta.height as usize * 3
         );
         assert!(f.meta.width <= 64 && f.meta.height <= 64);
+    }
+}
+
+/// Frames of detections as a model might return them, NaN, infinities, inverted and
+/// huge boxes included: the tracker never panics, gives one id (or none) per
+/// detection, never gives one id to two detections of a frame, and leaves untracked
+/// what has a non-finite score or box.
+///
+/// Bytes: a header byte per frame (detection count, 0-15), then per detection one
+/// label byte and five little-endian f32s (score, x1, y1, x2, y2); frames are 1/25 s
+/// apart unless a frame's count byte has its top bit set (then a 2 s gap).
+pub fn track(data: &[u8]) {
+    let mut t = Tracker::new(TrackParams::default());
+    let mut rest = data;
+    let (mut index, mut pts) = (0u64, 0.0f64);
+    while let Some((&head, tail)) = rest.split_first() {
+        rest = tail;
+        let mut obs = Vec::new();
+        for _ in 0..(head & 0x0f) {
+            if rest.len() < 21 {
+                break;
+            }
+            let f = |i: usize| f32::from_le_bytes(rest[1 + 4 * i..5 + 4 * i].try_into().unwrap());
+            obs.push(Observation {
+                label_id: i64::from(rest[0] % 4),
+                score: f(0),
+                bbox: [f(1), f(2), f(3), f(4)],
+            });
+            rest = &rest[21..];
+        }
+        pts += if head & 0x80 != 0 { 2.0 } else { 0.04 };
+        let ids = t.update(index, pts, &obs);
+        assert_eq!(ids.len(), obs.len());
+        let mut seen: Vec<u64> = ids.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        let n = seen.len();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "one id given to two detections of a frame");
+        for (o, id) in obs.iter().zip(&ids) {
+            let finite = o.score.is_finite() && o.bbox.iter().all(|v| v.is_finite());
+            assert!(finite || id.is_none(), "{o:?} was tracked");
+        }
+        index += 1;
+    }
+    for s in t.summaries() {
+        assert!(s.first_frame <= s.last_frame && s.frames >= 1);
+        assert!(s.best_score.is_finite());
     }
 }
