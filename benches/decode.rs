@@ -90,6 +90,58 @@ fn reference(path: &Path, interval: u32) -> Option<Run> {
     best
 }
 
+/// The rows of one video at one interval: the cv2 reference (when it runs), then each
+/// configuration of skipping × frame threads. Returns the engine's configuration
+/// (skipping on, FFmpeg's thread count) against the reference, `None` without one.
+fn interval_rows(h: u32, path: &Path, interval: u32) -> Option<f64> {
+    let cv2 = reference(path, interval);
+    let cv2_rate = cv2.as_ref().map(|r| r.kept as f64 / r.seconds);
+    if let Some(r) = &cv2 {
+        println!(
+            "{:<8} {:>8} {:>9} {:>7} {:>6} {:>8} {:>10.3} {:>10.1} {:>9} {:>9}",
+            format!("{h}p"),
+            interval,
+            "cv2 (old)",
+            "cv2",
+            r.kept,
+            r.decoded,
+            r.seconds,
+            r.kept as f64 / r.seconds,
+            "",
+            "1.00x"
+        );
+    }
+    let mut plain = None;
+    let mut engine = None;
+    for (skip, threads) in [(false, 1), (false, 0), (true, 1), (true, 0)] {
+        let r = run(path, interval, skip, threads);
+        let rate = r.kept as f64 / r.seconds;
+        let base = *plain.get_or_insert(rate);
+        let vs_cv2 = cv2_rate.map(|c| rate / c);
+        println!(
+            "{:<8} {:>8} {:>9} {:>7} {:>6} {:>8} {:>10.3} {:>10.1} {:>8.2}x {:>9}",
+            format!("{h}p"),
+            interval,
+            if skip { "non-ref" } else { "off" },
+            if threads == 0 {
+                "auto".to_string()
+            } else {
+                threads.to_string()
+            },
+            r.kept,
+            r.decoded,
+            r.seconds,
+            rate,
+            rate / base,
+            vs_cv2.map_or("-".into(), |v| format!("{v:.2}x"))
+        );
+        if skip && threads == 0 {
+            engine = vs_cv2;
+        }
+    }
+    engine
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing to parse.
     let dir = cache_dir();
@@ -114,50 +166,10 @@ fn main() {
     for (w, h) in [(1280, 720), (1920, 1080)] {
         let path = x264_clip(&dir, w, h);
         for interval in [1u32, 30] {
-            let cv2 = reference(&path, interval);
-            let cv2_rate = cv2.as_ref().map(|r| r.kept as f64 / r.seconds);
-            if let Some(r) = &cv2 {
-                println!(
-                    "{:<8} {:>8} {:>9} {:>7} {:>6} {:>8} {:>10.3} {:>10.1} {:>9} {:>9}",
-                    format!("{h}p"),
-                    interval,
-                    "cv2 (old)",
-                    "cv2",
-                    r.kept,
-                    r.decoded,
-                    r.seconds,
-                    r.kept as f64 / r.seconds,
-                    "",
-                    "1.00x"
-                );
-            }
-            let mut plain = None;
-            for (skip, threads) in [(false, 1), (false, 0), (true, 1), (true, 0)] {
-                let r = run(&path, interval, skip, threads);
-                let rate = r.kept as f64 / r.seconds;
-                let base = *plain.get_or_insert(rate);
-                let vs_cv2 = cv2_rate.map(|c| rate / c);
-                println!(
-                    "{:<8} {:>8} {:>9} {:>7} {:>6} {:>8} {:>10.3} {:>10.1} {:>8.2}x {:>9}",
-                    format!("{h}p"),
-                    interval,
-                    if skip { "non-ref" } else { "off" },
-                    if threads == 0 {
-                        "auto".to_string()
-                    } else {
-                        threads.to_string()
-                    },
-                    r.kept,
-                    r.decoded,
-                    r.seconds,
-                    rate,
-                    rate / base,
-                    vs_cv2.map_or("-".into(), |v| format!("{v:.2}x"))
-                );
-                // The engine's configuration (skipping on, FFmpeg's thread count).
-                if skip && threads == 0 && interval == 30 {
-                    summary.push((h, vs_cv2));
-                }
+            let engine = interval_rows(h, &path, interval);
+            // The engine's configuration against the reference, at interval 30.
+            if interval == 30 {
+                summary.push((h, engine));
             }
         }
     }

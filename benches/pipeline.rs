@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region};
 use vidinfer::model::{Model, ModelConfig};
 use vidinfer::params::Params;
-use vidinfer::pipeline::{Engine, Job, JobStats};
+use vidinfer::pipeline::{Engine, Job, JobOutput, JobStats};
 use vidinfer::schema::OutputFormat;
 use vidinfer::storage::{S3Uri, Storage};
 use vidinfer::video::{Resize, Sampling, Source};
@@ -197,6 +197,32 @@ struct Layout {
     masks: bool,
 }
 
+impl Layout {
+    /// A layout with masks on.
+    fn masked(torch: usize, decode: usize, batch: usize) -> Layout {
+        Layout {
+            torch,
+            decode,
+            batch,
+            masks: true,
+        }
+    }
+
+    /// The worker's defaults: torch and FFmpeg one thread per core, batch 4.
+    fn default_for(cores: usize) -> Layout {
+        Layout::masked(cores, 0, 4)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "torch {}, ffmpeg {}, batch {}",
+            self.torch,
+            threads_label(self.decode),
+            self.batch
+        )
+    }
+}
+
 struct Case<'a> {
     name: &'a str,
     model: &'a Path,
@@ -322,14 +348,9 @@ fn section_overhead(b: &Bench, shapes10: &S3Uri, hd: &S3Uri) {
         interval: INTERVAL,
         repeats: REPEATS,
     };
-    let on = |torch, decode, batch| Layout {
-        torch,
-        decode,
-        batch,
-        masks: true,
-    };
+    let on = Layout::masked;
     // The worker's defaults first (torch and FFmpeg one thread per core, batch 4).
-    let default = on(cores, 0, 4);
+    let default = Layout::default_for(cores);
     let mut layouts = vec![default, on(cores, 1, 4), on(1, 1, 4), on(1, 0, 4)];
     layouts.extend([on(cores, 1, 1), on(cores, 1, 8)]);
     let mut results = Vec::new();
@@ -350,14 +371,17 @@ fn section_overhead(b: &Bench, shapes10: &S3Uri, hd: &S3Uri) {
         ..shapes_case
     };
     let hd_row = overhead_row(b, &hd_case, default);
-    let describe = |l: &Layout| {
-        format!(
-            "torch {}, ffmpeg {}, batch {}",
-            l.torch,
-            threads_label(l.decode),
-            l.batch
-        )
-    };
+    overhead_summary(&results, no_masks, hd_row);
+
+    if std::env::var("VIDINFER_BENCH_HEAVY").as_deref() == Ok("1") {
+        overhead_heavy(b, hd);
+    }
+}
+
+/// Section 2's ratio lines: the defaults (the first of `results`), masks off, the
+/// lowest ratio and the fastest request among `results`, and the 720p clip.
+fn overhead_summary(results: &[(Layout, Overhead)], no_masks: Overhead, hd_row: Overhead) {
+    let (default, defaults) = results[0];
     let lowest = results
         .iter()
         .min_by(|x, y| x.1.ratio.total_cmp(&y.1.ratio))
@@ -369,48 +393,50 @@ fn section_overhead(b: &Bench, shapes10: &S3Uri, hd: &S3Uri) {
     println!(
         "overhead = wall / infer = {:.3} with the defaults ({}), {:.3} with masks off; lowest \
          {:.3} ({}) (target <= 1.05)",
-        results[0].1.ratio,
-        describe(&default),
+        defaults.ratio,
+        default.describe(),
         no_masks.ratio,
         lowest.1.ratio,
-        describe(&lowest.0)
+        lowest.0.describe()
     );
     println!(
         "  fastest request: {:.3} s ({}), {:.2}x the defaults' wall time; 720p with the \
          defaults: {:.3}, decode_s / infer_s = {:.2}",
         fastest.1.wall_s,
-        describe(&fastest.0),
-        fastest.1.wall_s / results[0].1.wall_s,
+        fastest.0.describe(),
+        fastest.1.wall_s / defaults.wall_s,
         hd_row.ratio,
         hd_row.decode_share
     );
+}
 
-    if std::env::var("VIDINFER_BENCH_HEAVY").as_deref() == Ok("1") {
-        let Some(heavy) = heavy_model(&b.cache) else {
-            return;
-        };
-        // Its forward takes seconds a frame on a CPU: few frames, one run per layout, on
-        // the 720p clip, where decoding is real work to hide behind the model.
-        println!(
-            "heavy model {} (ResNet-50-FPN, random weights, input 800/1333, 20 detections \
-             per image): 720p clip, every 60th frame, one run per layout",
-            heavy.display()
-        );
-        overhead_header();
-        let case = Case {
-            name: "r50 testsrc2 720p 10s",
-            model: &heavy,
-            input: hd,
-            interval: 60,
-            repeats: 1,
-        };
-        let r = overhead_row(b, &case, default).ratio;
-        let r1 = overhead_row(b, &case, on(cores, 1, 4)).ratio;
-        println!(
-            "overhead (ResNet-50-FPN) = wall / infer = {r:.3} with the defaults, {r1:.3} with \
-             ffmpeg 1 thread (target <= 1.05)"
-        );
-    }
+/// Section 2 on the heavy model (`VIDINFER_BENCH_HEAVY=1`): the defaults and FFmpeg on
+/// one thread, on the 720p clip.
+fn overhead_heavy(b: &Bench, hd: &S3Uri) {
+    let Some(heavy) = heavy_model(&b.cache) else {
+        return;
+    };
+    // Its forward takes seconds a frame on a CPU: few frames, one run per layout, on
+    // the 720p clip, where decoding is real work to hide behind the model.
+    println!(
+        "heavy model {} (ResNet-50-FPN, random weights, input 800/1333, 20 detections \
+         per image): 720p clip, every 60th frame, one run per layout",
+        heavy.display()
+    );
+    overhead_header();
+    let case = Case {
+        name: "r50 testsrc2 720p 10s",
+        model: &heavy,
+        input: hd,
+        interval: 60,
+        repeats: 1,
+    };
+    let r = overhead_row(b, &case, Layout::default_for(b.cores)).ratio;
+    let r1 = overhead_row(b, &case, Layout::masked(b.cores, 1, 4)).ratio;
+    println!(
+        "overhead (ResNet-50-FPN) = wall / infer = {r:.3} with the defaults, {r1:.3} with \
+         ffmpeg 1 thread (target <= 1.05)"
+    );
 }
 
 /// A field of `/proc/{pid}/status` (`self` for this process) in KiB: `VmRSS`,
@@ -759,53 +785,44 @@ fn recall(doc: &vidinfer::schema::V2Output, truth: &Truth) -> (f64, f64) {
     )
 }
 
-fn section_knobs(b: &Bench) {
-    let fixture = root().join("tests/fixtures/model/model.pt");
-    let video = root().join("tests/fixtures/sample/shapes.mp4");
-    let truth: Truth = serde_json::from_slice(
-        &std::fs::read(root().join("tests/fixtures/sample/shapes.truth.json")).unwrap(),
-    )
-    .unwrap();
-    println!();
-    println!(
-        "[5b] knobs: the fixture model on the sample video (320x240, every 2nd frame, fed at \
-         its own size), {} torch threads, batch 4, best of {KNOB_ROUNDS} rounds; recall and precision at score \
-         >= 0.5, class match and box IoU >= 0.5 against shapes.truth.json",
-        b.cores
-    );
+/// The variants of section 5b: (name, variant.py flags, vidinfer masks). No flags:
+/// the fixture as it is.
+const KNOB_VARIANTS: [(&str, &[&str], bool); 6] = [
+    ("as exported (240/320)", &[], true),
+    ("masks off in vidinfer", &[], false),
+    (
+        "min_size 160/max 214",
+        &["--min-size", "160", "--max-size", "214"],
+        true,
+    ),
+    (
+        "min_size 320/max 427",
+        &["--min-size", "320", "--max-size", "427"],
+        true,
+    ),
+    ("detections 5 (of 20)", &["--detections", "5"], true),
+    ("no mask head (rebuilt)", &["--no-masks"], true),
+];
+
+/// A variant ready to run: its name, an engine on its model, the job's parameters.
+type Knob = (&'static str, Engine, Params);
+
+/// One timed run of a variant: seconds, the job's output, its v2 document.
+type KnobRun = (f64, JobOutput, vidinfer::schema::V2Output);
+
+/// Make (with `benches/reference/variant.py`) and load every variant of
+/// [`KNOB_VARIANTS`]; one that cannot be made is reported in its row and left out.
+fn load_knobs(b: &Bench, fixture: &Path) -> Vec<Knob> {
     let dir = b.scratch.path().join("variants");
-    // (name, variant.py flags, vidinfer masks)
-    let variants: [(&str, &[&str], bool); 6] = [
-        ("as exported (240/320)", &[], true),
-        ("masks off in vidinfer", &[], false),
-        (
-            "min_size 160/max 214",
-            &["--min-size", "160", "--max-size", "214"],
-            true,
-        ),
-        (
-            "min_size 320/max 427",
-            &["--min-size", "320", "--max-size", "427"],
-            true,
-        ),
-        ("detections 5 (of 20)", &["--detections", "5"], true),
-        ("no mask head (rebuilt)", &["--no-masks"], true),
-    ];
-    println!(
-        "{:<24} {:>7} {:>9} {:>8} {:>10} {:>7} {:>9}  frames/s vs as exported",
-        "variant", "frames", "frames/s", "ms/fwd", "detections", "recall", "precision"
-    );
-    // Make and load every variant first, then run them in turns, so that a burst of
-    // other work on the machine slows one round of all of them rather than one variant.
     let mut loaded = Vec::new();
-    for (i, (name, flags, masks)) in variants.iter().enumerate() {
+    for (i, (name, flags, masks)) in KNOB_VARIANTS.iter().enumerate() {
         let path = if flags.is_empty() {
-            fixture.clone()
+            fixture.to_path_buf()
         } else {
             let out = dir.join(format!("v{i}/model.pt"));
             let made = Command::new(venv_python())
                 .arg(root().join("benches/reference/variant.py"))
-                .arg(&fixture)
+                .arg(fixture)
                 .arg(&out)
                 .args(*flags)
                 .output()
@@ -828,33 +845,51 @@ fn section_knobs(b: &Bench) {
         };
         loaded.push((*name, Engine::new(load(&path, b.cores, 4)), params));
     }
-    let run = |engine: &Engine, params: &Params| {
-        let job = Job {
-            source: Source::Path(video.clone()),
-            params: params.clone(),
-        };
-        let start = Instant::now();
-        let out = b.rt.block_on(engine.run(job, |_| {})).expect("job runs");
-        // The document is part of the work masks cost (RLE encoding).
-        let doc = out.assembled(engine.model(), params).v2();
-        (start.elapsed().as_secs_f64(), out, doc)
+    loaded
+}
+
+/// Run one variant on `video`, timing the job and its v2 document.
+fn run_knob(b: &Bench, video: &Path, engine: &Engine, params: &Params) -> KnobRun {
+    let job = Job {
+        source: Source::Path(video.to_path_buf()),
+        params: params.clone(),
     };
-    let mut best: Vec<Option<(f64, _, _)>> = loaded.iter().map(|_| None).collect();
+    let start = Instant::now();
+    let out = b.rt.block_on(engine.run(job, |_| {})).expect("job runs");
+    // The document is part of the work masks cost (RLE encoding).
+    let doc = out.assembled(engine.model(), params).v2();
+    (start.elapsed().as_secs_f64(), out, doc)
+}
+
+/// Run every variant in turns, [`KNOB_ROUNDS`] rounds, so that a burst of other work
+/// on the machine slows one round of all of them rather than one variant. Returns the
+/// fastest run of each.
+fn run_knobs(b: &Bench, video: &Path, loaded: &[Knob]) -> Vec<Option<KnobRun>> {
+    let mut best: Vec<Option<KnobRun>> = loaded.iter().map(|_| None).collect();
     for _ in 0..KNOB_ROUNDS {
         for ((_, engine, params), best) in loaded.iter().zip(&mut best) {
-            let r = run(engine, params);
+            let r = run_knob(b, video, engine, params);
             if best.as_ref().is_none_or(|b| r.0 < b.0) {
                 *best = Some(r);
             }
         }
     }
+    best
+}
+
+/// Print a row per variant; returns (name, frames/s against the first, recall) of each.
+fn knob_rows(
+    loaded: &[Knob],
+    best: Vec<Option<KnobRun>>,
+    truth: &Truth,
+) -> Vec<(&'static str, f64, f64)> {
     let mut base = None;
     let mut rows = Vec::new();
     for ((name, _, _), best) in loaded.iter().zip(best) {
         let (secs, out, doc) = best.expect("every variant ran");
         let frames = out.stats.frames_sampled;
         let fps = frames as f64 / secs;
-        let (rec, prec) = recall(&doc, &truth);
+        let (rec, prec) = recall(&doc, truth);
         let dets: usize = doc.frames.iter().map(|f| f.detections.len()).sum();
         let b0 = *base.get_or_insert(fps);
         println!(
@@ -862,8 +897,33 @@ fn section_knobs(b: &Bench) {
             out.stats.infer_s * 1000.0 / frames as f64,
             fps / b0
         );
-        rows.push((name, fps / b0, rec));
+        rows.push((*name, fps / b0, rec));
     }
+    rows
+}
+
+fn section_knobs(b: &Bench) {
+    let fixture = root().join("tests/fixtures/model/model.pt");
+    let video = root().join("tests/fixtures/sample/shapes.mp4");
+    let truth: Truth = serde_json::from_slice(
+        &std::fs::read(root().join("tests/fixtures/sample/shapes.truth.json")).unwrap(),
+    )
+    .unwrap();
+    println!();
+    println!(
+        "[5b] knobs: the fixture model on the sample video (320x240, every 2nd frame, fed at \
+         its own size), {} torch threads, batch 4, best of {KNOB_ROUNDS} rounds; recall and precision at score \
+         >= 0.5, class match and box IoU >= 0.5 against shapes.truth.json",
+        b.cores
+    );
+    println!(
+        "{:<24} {:>7} {:>9} {:>8} {:>10} {:>7} {:>9}  frames/s vs as exported",
+        "variant", "frames", "frames/s", "ms/fwd", "detections", "recall", "precision"
+    );
+    // Make and load every variant first, then run them in turns.
+    let loaded = load_knobs(b, &fixture);
+    let best = run_knobs(b, &video, &loaded);
+    let rows = knob_rows(&loaded, best, &truth);
     if let Some((name, speed, rec)) = rows
         .iter()
         .filter(|r| r.2 >= rows.first().map_or(1.0, |b| b.2) - 0.02)

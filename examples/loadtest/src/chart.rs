@@ -233,6 +233,104 @@ fn panel(
     Ok(())
 }
 
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const ORANGE: RGBColor = RGBColor(255, 127, 14);
+const GREEN: RGBColor = RGBColor(44, 160, 44);
+const RED: RGBColor = RGBColor(214, 39, 40);
+const PURPLE: RGBColor = RGBColor(148, 103, 189);
+const GREY: RGBColor = RGBColor(90, 90, 90);
+
+/// The fleet panel's lines and title: the autoscaler's wish first, so the workers
+/// actually running draw on top; or the SageMaker instances.
+fn fleet_lines(s: &Series) -> (Vec<Line>, &'static str) {
+    let t = s.t_end;
+    let mut fleet = Vec::new();
+    if !s.desired.is_empty() {
+        fleet.push(line("desired (autoscaler)", ORANGE, steps(&s.desired, t)));
+    }
+    if !s.workers.is_empty() {
+        fleet.push(line("workers running", GREY, steps(&s.workers, t)));
+    }
+    if !s.instances.is_empty() {
+        fleet.push(line("instances", GREY, steps(&s.instances, t)));
+    }
+    let title = if fleet.is_empty() {
+        "fleet (not observed)"
+    } else if s.instances.is_empty() {
+        "workers"
+    } else {
+        "SageMaker instances (from scaling activities)"
+    };
+    (fleet, title)
+}
+
+/// Draw the four panels, one above the other, into `body`.
+fn draw_panels(body: &Area<'_>, s: &Series, opts: &ChartOptions) -> anyhow::Result<()> {
+    let panels = body.split_evenly((4, 1));
+    let t = s.t_end;
+    let backlog_title = if s.visible.is_empty() {
+        "backlog (not observed for this target: see the in-flight panel)"
+    } else {
+        "backlog: messages in the job queue"
+    };
+    panel(
+        &panels[0],
+        opts,
+        backlog_title,
+        "messages",
+        t,
+        &[
+            line("visible", BLUE, steps(&s.visible, t)),
+            line("not visible (in flight)", ORANGE, steps(&s.not_visible, t)),
+        ],
+        false,
+    )?;
+    panel(
+        &panels[1],
+        opts,
+        "in flight: sent, not yet notified",
+        "requests",
+        t,
+        &[line("in flight", PURPLE, steps(&s.in_flight, t))],
+        false,
+    )?;
+    let rate_title = format!(
+        "completions per minute ({} s buckets)",
+        s.bucket_s.round() as u64
+    );
+    panel(
+        &panels[2],
+        opts,
+        &rate_title,
+        "per minute",
+        t,
+        &[
+            line("completed", GREEN, steps(&s.completed_per_min, t)),
+            line("failed", RED, steps(&s.failed_per_min, t)),
+        ],
+        false,
+    )?;
+    let (fleet, fleet_title) = fleet_lines(s);
+    panel(&panels[3], opts, fleet_title, "count", t, &fleet, true)
+}
+
+/// Encode an RGB buffer of `w`x`h` pixels as a PNG at `path`.
+fn write_png(path: &Path, buf: &[u8], w: u32, h: u32) -> anyhow::Result<()> {
+    // Flat colours and thin lines compress well: the best level makes the file about
+    // four times smaller than the encoder's fast default, for a few milliseconds.
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create {}: check --out", path.display()))?;
+    let encoder = PngEncoder::new_with_quality(
+        std::io::BufWriter::new(file),
+        CompressionType::Best,
+        FilterType::Adaptive,
+    );
+    encoder
+        .write_image(buf, w, h, ExtendedColorType::Rgb8)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 /// Draw the chart for `events` into a PNG at `path`.
 pub fn draw(path: &Path, events: &[Event], opts: &ChartOptions) -> anyhow::Result<()> {
     let (w, h) = (opts.width, opts.height);
@@ -250,90 +348,10 @@ pub fn draw(path: &Path, events: &[Event], opts: &ChartOptions) -> anyhow::Resul
         } else {
             root.clone()
         };
-        let panels = body.split_evenly((4, 1));
-        let t = s.t_end;
-        let blue = RGBColor(31, 119, 180);
-        let orange = RGBColor(255, 127, 14);
-        let green = RGBColor(44, 160, 44);
-        let red = RGBColor(214, 39, 40);
-        let purple = RGBColor(148, 103, 189);
-        let grey = RGBColor(90, 90, 90);
-        let backlog_title = if s.visible.is_empty() {
-            "backlog (not observed for this target: see the in-flight panel)"
-        } else {
-            "backlog: messages in the job queue"
-        };
-        panel(
-            &panels[0],
-            opts,
-            backlog_title,
-            "messages",
-            t,
-            &[
-                line("visible", blue, steps(&s.visible, t)),
-                line("not visible (in flight)", orange, steps(&s.not_visible, t)),
-            ],
-            false,
-        )?;
-        panel(
-            &panels[1],
-            opts,
-            "in flight: sent, not yet notified",
-            "requests",
-            t,
-            &[line("in flight", purple, steps(&s.in_flight, t))],
-            false,
-        )?;
-        let rate_title = format!(
-            "completions per minute ({} s buckets)",
-            s.bucket_s.round() as u64
-        );
-        panel(
-            &panels[2],
-            opts,
-            &rate_title,
-            "per minute",
-            t,
-            &[
-                line("completed", green, steps(&s.completed_per_min, t)),
-                line("failed", red, steps(&s.failed_per_min, t)),
-            ],
-            false,
-        )?;
-        // The autoscaler's wish first, so the workers actually running draw on top.
-        let mut fleet = Vec::new();
-        if !s.desired.is_empty() {
-            fleet.push(line("desired (autoscaler)", orange, steps(&s.desired, t)));
-        }
-        if !s.workers.is_empty() {
-            fleet.push(line("workers running", grey, steps(&s.workers, t)));
-        }
-        if !s.instances.is_empty() {
-            fleet.push(line("instances", grey, steps(&s.instances, t)));
-        }
-        let fleet_title = if fleet.is_empty() {
-            "fleet (not observed)"
-        } else if s.instances.is_empty() {
-            "workers"
-        } else {
-            "SageMaker instances (from scaling activities)"
-        };
-        panel(&panels[3], opts, fleet_title, "count", t, &fleet, true)?;
+        draw_panels(&body, &s, opts)?;
         root.present()?;
     }
-    // Flat colours and thin lines compress well: the best level makes the file about
-    // four times smaller than the encoder's fast default, for a few milliseconds.
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("cannot create {}: check --out", path.display()))?;
-    let encoder = PngEncoder::new_with_quality(
-        std::io::BufWriter::new(file),
-        CompressionType::Best,
-        FilterType::Adaptive,
-    );
-    encoder
-        .write_image(&buf, w, h, ExtendedColorType::Rgb8)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    write_png(path, &buf, w, h)
 }
 
 #[cfg(test)]

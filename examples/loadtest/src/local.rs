@@ -521,16 +521,12 @@ pub async fn run(cfg: &LocalConfig, plan: &Plan, out: &Output) -> anyhow::Result
     result
 }
 
-async fn run_on(
+/// Upload the video to the run's bucket (as `in/<file name>`); returns its S3 URI.
+async fn upload_video(
+    sdk: &SdkConfig,
     cfg: &LocalConfig,
-    plan: &Plan,
-    out: &Output,
-    moto: &Moto,
-    log_dir: &Path,
-    started: Instant,
-) -> anyhow::Result<Summary> {
-    let sdk = aws::moto_sdk(&moto.endpoint).await;
-    let res = Resources::create(&sdk, &plan.run_id).await?;
+    res: &Resources,
+) -> anyhow::Result<String> {
     let video_name = cfg
         .video
         .file_name()
@@ -541,7 +537,7 @@ async fn run_on(
     let body = aws_sdk_s3::primitives::ByteStream::from_path(&cfg.video)
         .await
         .with_context(|| format!("reading {}", cfg.video.display()))?;
-    aws::s3(&sdk)
+    aws::s3(sdk)
         .put_object()
         .bucket(&res.bucket)
         .key(&key)
@@ -549,12 +545,12 @@ async fn run_on(
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("uploading the video: {}", describe(&e)))?;
-    let input = format!("s3://{}/{key}", res.bucket);
-    eprintln!(
-        "[loadtest] created s3://{}, the job queue (+DLQ), the topics and their queues; video at {input}",
-        res.bucket
-    );
+    Ok(format!("s3://{}/{key}", res.bucket))
+}
 
+/// How to start a worker of this run: `vidinfer-worker sqs` on the job queue, its
+/// results and failures to the bucket, notifications to the topics, AWS on moto.
+fn worker_spec(cfg: &LocalConfig, res: &Resources, moto: &Moto, log_dir: &Path) -> WorkerSpec {
     let mut args: Vec<String> = vec![
         "sqs".into(),
         "--queue-url".into(),
@@ -595,45 +591,88 @@ async fn run_on(
         ("AWS_ENDPOINT_URL".into(), moto.endpoint.clone()),
         ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
     ];
-    let rec = Arc::new(Recorder::new());
-    let fleet = Fleet {
-        spec: WorkerSpec {
-            bin: cfg.worker_bin.clone(),
-            args,
-            env,
-            log_dir: log_dir.to_path_buf(),
-        },
-        workers: Vec::new(),
-        started: 0,
-        crashes: 0,
-        rec: rec.clone(),
-    };
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let status = Arc::new(FleetStatus::default());
-    let stop_scaler = CancellationToken::new();
-    eprintln!(
-        "[loadtest] autoscaler: KEDA aws-sqs-queue rule, queueLength {}, activation {}, {}-{} workers, cooldown {} s, polling every {:.1} s",
-        cfg.rule.queue_length,
-        cfg.rule.activation_queue_length,
-        cfg.rule.min_replicas,
-        cfg.rule.max_replicas,
-        cfg.cooldown.as_secs_f64(),
-        cfg.polling_interval.as_secs_f64()
-    );
-    let scaler = tokio::spawn(
-        Autoscaling {
-            fleet,
-            scaler: Autoscaler::new(cfg.rule, cfg.cooldown),
-            scale_on_in_flight: cfg.scale_on_in_flight,
-            polling_interval: cfg.polling_interval,
-            sqs: sqs.clone(),
-            queue_url: res.queue_url.clone(),
-            status: status.clone(),
-            stop_run: plan.stop.clone(),
-        }
-        .run(stop_scaler.clone()),
-    );
+    WorkerSpec {
+        bin: cfg.worker_bin.clone(),
+        args,
+        env,
+        log_dir: log_dir.to_path_buf(),
+    }
+}
 
+/// The autoscaler task, running beside the driver until [`Scaling::finish`].
+struct Scaling {
+    task: tokio::task::JoinHandle<Fleet>,
+    /// The fleet's size and the autoscaler's wish, as the observers read them.
+    status: Arc<FleetStatus>,
+    stop: CancellationToken,
+}
+
+impl Scaling {
+    /// Start the autoscaler on the job queue, with no worker yet.
+    fn start(
+        cfg: &LocalConfig,
+        plan: &Plan,
+        spec: WorkerSpec,
+        sqs: &aws_sdk_sqs::Client,
+        queue_url: &str,
+        rec: &Arc<Recorder>,
+    ) -> Scaling {
+        let fleet = Fleet {
+            spec,
+            workers: Vec::new(),
+            started: 0,
+            crashes: 0,
+            rec: rec.clone(),
+        };
+        let status = Arc::new(FleetStatus::default());
+        let stop = CancellationToken::new();
+        eprintln!(
+            "[loadtest] autoscaler: KEDA aws-sqs-queue rule, queueLength {}, activation {}, {}-{} workers, cooldown {} s, polling every {:.1} s",
+            cfg.rule.queue_length,
+            cfg.rule.activation_queue_length,
+            cfg.rule.min_replicas,
+            cfg.rule.max_replicas,
+            cfg.cooldown.as_secs_f64(),
+            cfg.polling_interval.as_secs_f64()
+        );
+        let task = tokio::spawn(
+            Autoscaling {
+                fleet,
+                scaler: Autoscaler::new(cfg.rule, cfg.cooldown),
+                scale_on_in_flight: cfg.scale_on_in_flight,
+                polling_interval: cfg.polling_interval,
+                sqs: sqs.clone(),
+                queue_url: queue_url.to_string(),
+                status: status.clone(),
+                stop_run: plan.stop.clone(),
+            }
+            .run(stop.clone()),
+        );
+        Scaling { task, status, stop }
+    }
+
+    /// Stop the autoscaler, then SIGTERM the workers and wait for them to drain.
+    async fn finish(self, drain_timeout: u64) -> anyhow::Result<()> {
+        self.stop.cancel();
+        let mut fleet = self.task.await.context("the autoscaler task failed")?;
+        fleet
+            .shutdown(Duration::from_secs(drain_timeout + 10))
+            .await;
+        Ok(())
+    }
+}
+
+/// Drive the plan against the job queue, the fleet observed through `status`; the
+/// run lingers until the fleet is back at `min_replicas`.
+async fn drive_local(
+    cfg: &LocalConfig,
+    plan: &Plan,
+    sqs: &aws_sdk_sqs::Client,
+    res: &Resources,
+    input: String,
+    status: &Arc<FleetStatus>,
+    rec: &Arc<Recorder>,
+) -> run::Ending {
     let target = Arc::new(Target::Sqs {
         sqs: sqs.clone(),
         queue_url: res.queue_url.clone(),
@@ -658,7 +697,7 @@ async fn run_on(
         let status = status.clone();
         Arc::new(move || status.get() == (min, min))
     };
-    let ending = run::drive(
+    run::drive(
         plan,
         target,
         &inboxes,
@@ -666,13 +705,32 @@ async fn run_on(
         Some(settled),
         rec.clone(),
     )
-    .await;
+    .await
+}
 
-    stop_scaler.cancel();
-    let mut fleet = scaler.await.context("the autoscaler task failed")?;
-    fleet
-        .shutdown(Duration::from_secs(cfg.drain_timeout + 10))
-        .await;
+async fn run_on(
+    cfg: &LocalConfig,
+    plan: &Plan,
+    out: &Output,
+    moto: &Moto,
+    log_dir: &Path,
+    started: Instant,
+) -> anyhow::Result<Summary> {
+    let sdk = aws::moto_sdk(&moto.endpoint).await;
+    let res = Resources::create(&sdk, &plan.run_id).await?;
+    let input = upload_video(&sdk, cfg, &res).await?;
+    eprintln!(
+        "[loadtest] created s3://{}, the job queue (+DLQ), the topics and their queues; video at {input}",
+        res.bucket
+    );
+
+    let rec = Arc::new(Recorder::new());
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let spec = worker_spec(cfg, &res, moto, log_dir);
+    let scaling = Scaling::start(cfg, plan, spec, &sqs, &res.queue_url, &rec);
+    let ending = drive_local(cfg, plan, &sqs, &res, input, &scaling.status, &rec).await;
+    scaling.finish(cfg.drain_timeout).await?;
+
     let dead_lettered = queue_depth(&sqs, &res.dlq_url)
         .await
         .ok()
@@ -682,8 +740,8 @@ async fn run_on(
         RunInfo {
             mode: "local".into(),
             target: format!(
-                "local SQS workers, autoscaled {min}-{}",
-                cfg.rule.max_replicas
+                "local SQS workers, autoscaled {}-{}",
+                cfg.rule.min_replicas, cfg.rule.max_replicas
             ),
             shape: plan.shape.to_string(),
             planned: plan.count,

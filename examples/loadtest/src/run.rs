@@ -129,62 +129,262 @@ impl Ending {
     }
 }
 
+/// The tasks that run beside the sending: the notification readers, the sampler, the
+/// progress line and the end timer, all stopped by [`Watchers::stop`].
+struct Watchers {
+    /// Cancelled when the run is over: stops the readers, the sampler, the progress line.
+    done: CancellationToken,
+    background: JoinSet<()>,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+impl Watchers {
+    /// Start two readers per notification queue, the sampler and the progress line.
+    fn start(
+        plan: &Plan,
+        inboxes: &Inboxes,
+        mut observers: Observers,
+        rec: &Arc<Recorder>,
+    ) -> Watchers {
+        let done = CancellationToken::new();
+        let mut background = JoinSet::new();
+        for url in [&inboxes.success, &inboxes.error] {
+            // Two readers per queue: a burst of completions drains in half the time.
+            for _ in 0..2 {
+                background.spawn(read_notifications(
+                    inboxes.sqs.clone(),
+                    url.clone(),
+                    rec.clone(),
+                    done.clone(),
+                ));
+            }
+        }
+        let (every, progress_every) = (plan.sample_every, plan.progress_every);
+        let sampler = {
+            let (rec, done) = (rec.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = done.cancelled() => break,
+                        _ = tick.tick() => rec.sample(observers.sample().await),
+                    }
+                }
+                // One last reading, so the chart ends where the run ends.
+                rec.sample(observers.sample().await);
+            })
+        };
+        {
+            let (rec, done, plan) = (rec.clone(), done.clone(), plan.clone());
+            background.spawn(async move {
+                let mut tick = tokio::time::interval(progress_every);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = done.cancelled() => break,
+                        _ = tick.tick() => progress(&plan, &rec),
+                    }
+                }
+            });
+        }
+        Watchers {
+            done,
+            background,
+            sampler,
+        }
+    }
+
+    /// A token cancelled when the deadline passes or `early` is (ctrl-c, or local mode's
+    /// workers failing to start): the run has ended, and every wait gives way to it.
+    fn end_timer(
+        &mut self,
+        deadline: tokio::time::Instant,
+        early: CancellationToken,
+    ) -> CancellationToken {
+        let ended = CancellationToken::new();
+        let (ended2, done) = (ended.clone(), self.done.clone());
+        self.background.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => ended2.cancel(),
+                _ = early.cancelled() => ended2.cancel(),
+                _ = done.cancelled() => {}
+            }
+        });
+        ended
+    }
+
+    /// Stop every task and wait for them; the sampler takes one last reading.
+    async fn stop(mut self) {
+        self.done.cancel();
+        let _ = self.sampler.await;
+        while self.background.join_next().await.is_some() {}
+    }
+}
+
+/// Why the run ended before it was done, in words.
+fn why_ended(plan: &Plan) -> &'static str {
+    if plan.stop.is_cancelled() {
+        "the run was stopped"
+    } else {
+        "the deadline passed"
+    }
+}
+
+/// Send the plan's requests in its shape until all are issued or `ended` is
+/// cancelled. Returns the send tasks (some may still be running) and how many requests
+/// were issued.
+async fn send_all(
+    plan: &Plan,
+    target: &Arc<Target>,
+    rec: &Arc<Recorder>,
+    start: Instant,
+    ended: &CancellationToken,
+) -> (JoinSet<()>, usize) {
+    let mut sends = JoinSet::new();
+    let issued = match plan.shape.schedule(plan.count) {
+        Some(schedule) => {
+            send_scheduled(plan, target, rec, start, schedule, ended, &mut sends).await
+        }
+        None => {
+            let Shape::Closed { concurrency } = plan.shape else {
+                unreachable!("only the closed loop has no schedule")
+            };
+            send_closed(plan, target, rec, concurrency, ended, &mut sends).await
+        }
+    };
+    (sends, issued)
+}
+
+/// Open loop: send each request at its time from `start`, at most
+/// `plan.send_concurrency` API calls in flight. Returns how many were issued.
+async fn send_scheduled(
+    plan: &Plan,
+    target: &Arc<Target>,
+    rec: &Arc<Recorder>,
+    start: Instant,
+    schedule: Vec<Duration>,
+    ended: &CancellationToken,
+    sends: &mut JoinSet<()>,
+) -> usize {
+    let permits = Arc::new(Semaphore::new(plan.send_concurrency.max(1)));
+    let mut issued = 0;
+    for (i, at) in schedule.into_iter().enumerate() {
+        let when = tokio::time::Instant::from_std(start + at);
+        let permit = tokio::select! {
+            biased;
+            _ = ended.cancelled() => break,
+            p = async {
+                tokio::time::sleep_until(when).await;
+                permits.clone().acquire_owned().await
+            } => p.expect("the semaphore is never closed"),
+        };
+        let (target, rec, id) = (target.clone(), rec.clone(), plan.inference_id(i));
+        sends.spawn(async move {
+            send_one(target, rec, id).await;
+            drop(permit);
+        });
+        issued += 1;
+    }
+    issued
+}
+
+/// Closed loop: keep `concurrency` requests unfinished (sent and neither notified nor
+/// refused) until all are issued. Returns how many were issued.
+async fn send_closed(
+    plan: &Plan,
+    target: &Arc<Target>,
+    rec: &Arc<Recorder>,
+    concurrency: usize,
+    ended: &CancellationToken,
+    sends: &mut JoinSet<()>,
+) -> usize {
+    let mut issued = 0;
+    'send: for i in 0..plan.count {
+        loop {
+            let c = rec.counts();
+            let finished = c.notified() + c.send_errors;
+            if issued - finished.min(issued) < concurrency {
+                break;
+            }
+            if ended.is_cancelled() {
+                break 'send;
+            }
+            rec.changed().await;
+        }
+        let (target, rec, id) = (target.clone(), rec.clone(), plan.inference_id(i));
+        sends.spawn(send_one(target, rec, id));
+        issued += 1;
+    }
+    issued
+}
+
+/// Wait for a notification of every request sent, or for the run to end first.
+async fn await_notifications(
+    plan: &Plan,
+    rec: &Recorder,
+    sends: &JoinSet<()>,
+    issued: usize,
+    ended: &CancellationToken,
+) -> Ending {
+    loop {
+        let c = rec.counts();
+        if sends.is_empty() && c.notified() >= c.sent && issued == plan.count {
+            eprintln!("[loadtest] {:.1} s: every request is notified", rec.now_s());
+            return Ending::Notified;
+        }
+        if ended.is_cancelled() {
+            eprintln!(
+                "[loadtest] {}: {} of {} requests were never notified",
+                why_ended(plan),
+                c.in_flight(),
+                c.sent
+            );
+            return if plan.stop.is_cancelled() {
+                Ending::Stopped
+            } else {
+                Ending::Deadline
+            };
+        }
+        rec.changed().await;
+    }
+}
+
+/// Linger: watch the fleet scale in for up to `plan.linger` (duplicates may still
+/// arrive), ending early once `settled` says it is back at rest or the run ends.
+async fn linger(plan: &Plan, rec: &Recorder, settled: Option<&Settled>, ended: &CancellationToken) {
+    eprintln!(
+        "[loadtest] watching the deployment for up to {:.0} s more",
+        plan.linger.as_secs_f64()
+    );
+    let lingering = tokio::time::sleep(plan.linger);
+    tokio::pin!(lingering);
+    loop {
+        if settled.is_some_and(|f| f()) {
+            eprintln!("[loadtest] {:.1} s: the fleet is back at rest", rec.now_s());
+            break;
+        }
+        tokio::select! {
+            _ = ended.cancelled() => break,
+            _ = &mut lingering => break,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}
+
 /// Run the plan against `target`. Returns how it ended; the record holds what
 /// happened.
 pub async fn drive(
     plan: &Plan,
     target: Arc<Target>,
     inboxes: &Inboxes,
-    mut observers: Observers,
+    observers: Observers,
     settled: Option<Settled>,
     rec: Arc<Recorder>,
 ) -> Ending {
     let start = rec.start();
     let deadline = tokio::time::Instant::from_std(start + plan.deadline);
-    // Cancelled when the run is over: stops the readers, the sampler, the progress line.
-    let done = CancellationToken::new();
-    let mut background = JoinSet::new();
-    for url in [&inboxes.success, &inboxes.error] {
-        // Two readers per queue: a burst of completions drains in half the time.
-        for _ in 0..2 {
-            background.spawn(read_notifications(
-                inboxes.sqs.clone(),
-                url.clone(),
-                rec.clone(),
-                done.clone(),
-            ));
-        }
-    }
-    let (every, progress_every) = (plan.sample_every, plan.progress_every);
-    let sampler = {
-        let (rec, done) = (rec.clone(), done.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = done.cancelled() => break,
-                    _ = tick.tick() => rec.sample(observers.sample().await),
-                }
-            }
-            // One last reading, so the chart ends where the run ends.
-            rec.sample(observers.sample().await);
-        })
-    };
-    {
-        let (rec, done, plan) = (rec.clone(), done.clone(), plan.clone());
-        background.spawn(async move {
-            let mut tick = tokio::time::interval(progress_every);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = done.cancelled() => break,
-                    _ = tick.tick() => progress(&plan, &rec),
-                }
-            }
-        });
-    }
-
+    let mut watchers = Watchers::start(plan, inboxes, observers, &rec);
     eprintln!(
         "[loadtest] run {}: {} requests to {} ({}), deadline {} s",
         plan.run_id,
@@ -193,72 +393,9 @@ pub async fn drive(
         plan.shape,
         plan.deadline.as_secs()
     );
-    // Ended: the deadline passed or the run was stopped early (ctrl-c, or local mode's
-    // workers failing to start). Every wait below gives way to it.
-    let ended = CancellationToken::new();
-    {
-        let (ended, early, done) = (ended.clone(), plan.stop.clone(), done.clone());
-        background.spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => ended.cancel(),
-                _ = early.cancelled() => ended.cancel(),
-                _ = done.cancelled() => {}
-            }
-        });
-    }
-    let why_ended = || {
-        if plan.stop.is_cancelled() {
-            "the run was stopped"
-        } else {
-            "the deadline passed"
-        }
-    };
+    let ended = watchers.end_timer(deadline, plan.stop.clone());
 
-    let permits = Arc::new(Semaphore::new(plan.send_concurrency.max(1)));
-    let mut sends = JoinSet::new();
-    let mut issued = 0;
-    match plan.shape.schedule(plan.count) {
-        Some(schedule) => {
-            for (i, at) in schedule.into_iter().enumerate() {
-                let when = tokio::time::Instant::from_std(start + at);
-                let permit = tokio::select! {
-                    biased;
-                    _ = ended.cancelled() => break,
-                    p = async {
-                        tokio::time::sleep_until(when).await;
-                        permits.clone().acquire_owned().await
-                    } => p.expect("the semaphore is never closed"),
-                };
-                let (target, rec, id) = (target.clone(), rec.clone(), plan.inference_id(i));
-                sends.spawn(async move {
-                    send_one(target, rec, id).await;
-                    drop(permit);
-                });
-                issued += 1;
-            }
-        }
-        None => {
-            let Shape::Closed { concurrency } = plan.shape else {
-                unreachable!("only the closed loop has no schedule")
-            };
-            'send: for i in 0..plan.count {
-                loop {
-                    let c = rec.counts();
-                    let finished = c.notified() + c.send_errors;
-                    if issued - finished.min(issued) < concurrency {
-                        break;
-                    }
-                    if ended.is_cancelled() {
-                        break 'send;
-                    }
-                    rec.changed().await;
-                }
-                let (target, rec, id) = (target.clone(), rec.clone(), plan.inference_id(i));
-                sends.spawn(send_one(target, rec, id));
-                issued += 1;
-            }
-        }
-    }
+    let (mut sends, issued) = send_all(plan, &target, &rec, start, &ended).await;
     tokio::select! {
         _ = ended.cancelled() => {}
         _ = async { while sends.join_next().await.is_some() {} } => {}
@@ -266,7 +403,7 @@ pub async fn drive(
     if issued < plan.count {
         eprintln!(
             "[loadtest] {} before every request was sent: {issued} of {}",
-            why_ended(),
+            why_ended(plan),
             plan.count
         );
     } else {
@@ -276,55 +413,12 @@ pub async fn drive(
         );
     }
 
-    // Wait for a notification of every request sent.
-    let mut ending = Ending::Notified;
-    loop {
-        let c = rec.counts();
-        if sends.is_empty() && c.notified() >= c.sent && issued == plan.count {
-            eprintln!("[loadtest] {:.1} s: every request is notified", rec.now_s());
-            break;
-        }
-        if ended.is_cancelled() {
-            ending = if plan.stop.is_cancelled() {
-                Ending::Stopped
-            } else {
-                Ending::Deadline
-            };
-            eprintln!(
-                "[loadtest] {}: {} of {} requests were never notified",
-                why_ended(),
-                c.in_flight(),
-                c.sent
-            );
-            break;
-        }
-        rec.changed().await;
-    }
-
-    // Linger: watch the fleet scale in; duplicates may still arrive.
+    let ending = await_notifications(plan, &rec, &sends, issued, &ended).await;
     if plan.linger > Duration::ZERO && !ended.is_cancelled() {
-        eprintln!(
-            "[loadtest] watching the deployment for up to {:.0} s more",
-            plan.linger.as_secs_f64()
-        );
-        let lingering = tokio::time::sleep(plan.linger);
-        tokio::pin!(lingering);
-        loop {
-            if settled.as_ref().is_some_and(|f| f()) {
-                eprintln!("[loadtest] {:.1} s: the fleet is back at rest", rec.now_s());
-                break;
-            }
-            tokio::select! {
-                _ = ended.cancelled() => break,
-                _ = &mut lingering => break,
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            }
-        }
+        linger(plan, &rec, settled.as_ref(), &ended).await;
     }
     sends.abort_all();
-    done.cancel();
-    let _ = sampler.await;
-    while background.join_next().await.is_some() {}
+    watchers.stop().await;
     progress(plan, &rec);
     ending
 }

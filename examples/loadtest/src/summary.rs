@@ -148,10 +148,69 @@ pub struct RunInfo {
     pub dead_lettered: Option<u64>,
 }
 
+/// Failed requests (first notifications that are not `Completed`) by the head of
+/// their failureReason.
+fn failures_by_reason(firsts: &[&Event]) -> BTreeMap<String, usize> {
+    let mut by_reason = BTreeMap::new();
+    for e in firsts
+        .iter()
+        .filter(|e| e.status.as_deref() != Some("Completed"))
+    {
+        let kind = failure_kind(e.reason.as_deref().unwrap_or(""));
+        *by_reason.entry(kind).or_insert(0) += 1;
+    }
+    by_reason
+}
+
+/// Duplicates whose status, location or inline result differs from the first
+/// notification of their inferenceId.
+fn conflicting_duplicates(firsts: &[&Event], duplicates: &[&Event]) -> usize {
+    duplicates
+        .iter()
+        .filter(|d| {
+            let first = firsts.iter().find(|f| f.inference_id == d.inference_id);
+            first.is_some_and(|f| {
+                f.status != d.status
+                    || f.location != d.location
+                    || (f.result_hash.is_some()
+                        && d.result_hash.is_some()
+                        && f.result_hash != d.result_hash)
+            })
+        })
+        .count()
+}
+
+/// From the first send to the last first notification; 0 when nothing was sent or
+/// notified.
+fn busy_time_s(sent: &[&Event], firsts: &[&Event]) -> f64 {
+    let first_send = sent.iter().map(|e| e.t_s).fold(f64::INFINITY, f64::min);
+    let last_note = firsts.iter().map(|e| e.t_s).fold(0.0, f64::max);
+    if firsts.is_empty() || !first_send.is_finite() {
+        0.0
+    } else {
+        (last_note - first_send).max(0.0)
+    }
+}
+
+/// Worker processes alive over the run: from the samples, the scaling decisions and
+/// the workers' starts and exits, in time order.
+fn workers_range(events: &[Event]) -> Option<Range> {
+    let of = |k: Kind| events.iter().filter(move |e| e.event == k);
+    let mut fleet: Vec<&Event> = of(Kind::Sample)
+        .chain(of(Kind::Scale))
+        .chain(of(Kind::WorkerStarted))
+        .chain(of(Kind::WorkerExited))
+        .collect();
+    fleet.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+    Range::of(fleet.iter().filter_map(|e| e.workers))
+}
+
 impl Summary {
     pub fn compute(info: &RunInfo, events: &[Event]) -> Summary {
         let of = |k: Kind| events.iter().filter(move |e| e.event == k);
-        let sent_ids: BTreeSet<&str> = of(Kind::Sent)
+        let sent: Vec<&Event> = of(Kind::Sent).collect();
+        let sent_ids: BTreeSet<&str> = sent
+            .iter()
             .filter_map(|e| e.inference_id.as_deref())
             .collect();
         let firsts: Vec<&Event> = of(Kind::Notified)
@@ -169,42 +228,15 @@ impl Summary {
             .iter()
             .filter(|e| e.status.as_deref() == Some("Completed"))
             .collect();
-        let mut failures_by_reason = BTreeMap::new();
-        for e in firsts
-            .iter()
-            .filter(|e| e.status.as_deref() != Some("Completed"))
-        {
-            let kind = failure_kind(e.reason.as_deref().unwrap_or(""));
-            *failures_by_reason.entry(kind).or_insert(0) += 1;
-        }
         let duplicates: Vec<&Event> = of(Kind::Notified)
             .filter(|e| e.duplicate == Some(true))
             .collect();
-        let conflicting_duplicates = duplicates
-            .iter()
-            .filter(|d| {
-                let first = firsts.iter().find(|f| f.inference_id == d.inference_id);
-                first.is_some_and(|f| {
-                    f.status != d.status
-                        || f.location != d.location
-                        || (f.result_hash.is_some()
-                            && d.result_hash.is_some()
-                            && f.result_hash != d.result_hash)
-                })
-            })
-            .count();
         let distinct_results = completed
             .iter()
             .filter_map(|e| e.result_hash.as_deref())
             .collect::<BTreeSet<_>>()
             .len();
-        let first_send = of(Kind::Sent).map(|e| e.t_s).fold(f64::INFINITY, f64::min);
-        let last_note = firsts.iter().map(|e| e.t_s).fold(0.0, f64::max);
-        let busy_time_s = if firsts.is_empty() || !first_send.is_finite() {
-            0.0
-        } else {
-            (last_note - first_send).max(0.0)
-        };
+        let busy_time_s = busy_time_s(&sent, &firsts);
         let throughput_per_s = if busy_time_s > 0.0 {
             firsts.len() as f64 / busy_time_s
         } else {
@@ -217,11 +249,6 @@ impl Summary {
                 .filter(|e| e.reason.as_deref().is_some_and(test))
                 .count()
         };
-        let mut fleet: Vec<&Event> = samples()
-            .chain(of(Kind::WorkerStarted))
-            .chain(of(Kind::WorkerExited))
-            .collect();
-        fleet.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
         Summary {
             mode: info.mode.clone(),
             target: info.target.clone(),
@@ -236,9 +263,9 @@ impl Summary {
             lost: lost_ids.len(),
             lost_ids,
             duplicates: duplicates.len(),
-            conflicting_duplicates,
+            conflicting_duplicates: conflicting_duplicates(&firsts, &duplicates),
             foreign_notifications: of(Kind::Foreign).count(),
-            failures_by_reason,
+            failures_by_reason: failures_by_reason(&firsts),
             distinct_results,
             wall_time_s: info.wall_time_s,
             busy_time_s,
@@ -247,7 +274,7 @@ impl Summary {
             queue_wait_s: Stats::of(firsts.iter().filter_map(|e| e.queue_wait_s)),
             processing_s: Stats::of(firsts.iter().filter_map(|e| e.processing_s)),
             end_to_end_s: Stats::of(firsts.iter().filter_map(|e| e.end_to_end_s)),
-            workers: Range::of(fleet.iter().filter_map(|e| e.workers)),
+            workers: workers_range(events),
             instances: Range::of(samples().filter_map(|e| e.instances)),
             scale_outs: with_reason(Kind::Scale, &|r| r.starts_with("scale out")),
             scale_ins: with_reason(Kind::Scale, &|r| r.starts_with("scale in")),
