@@ -564,44 +564,56 @@ fn ivalue_kind(v: &IValue) -> &'static str {
     }
 }
 
+/// One image's result dict, its tensors found by name.
+struct RawResult {
+    boxes: Tensor,
+    labels: Tensor,
+    scores: Tensor,
+    masks: Option<Tensor>,
+}
+
+impl RawResult {
+    fn from_ivalue(d: IValue) -> Result<RawResult, ModelError> {
+        let IValue::GenericDict(entries) = d else {
+            return Err(ModelError::Forward("a result is not a dict".into()));
+        };
+        let (mut boxes, mut labels, mut scores, mut masks) = (None, None, None, None);
+        for (k, v) in entries {
+            if let (IValue::String(k), IValue::Tensor(t)) = (k, v) {
+                match k.as_str() {
+                    "boxes" => boxes = Some(t),
+                    "labels" => labels = Some(t),
+                    "scores" => scores = Some(t),
+                    "masks" => masks = Some(t),
+                    _ => {}
+                }
+            }
+        }
+        let missing = |k: &str| ModelError::Forward(format!("a result has no `{k}`"));
+        Ok(RawResult {
+            boxes: boxes.ok_or_else(|| missing("boxes"))?,
+            labels: labels.ok_or_else(|| missing("labels"))?,
+            scores: scores.ok_or_else(|| missing("scores"))?,
+            masks,
+        })
+    }
+}
+
+fn conv(e: tch::TchError) -> ModelError {
+    ModelError::Forward(e.to_string())
+}
+
 fn parse_detections(
     d: IValue,
     img: &Image,
     want_masks: bool,
 ) -> Result<Vec<Detection>, ModelError> {
-    let IValue::GenericDict(entries) = d else {
-        return Err(ModelError::Forward("a result is not a dict".into()));
-    };
-    let mut boxes = None;
-    let mut labels = None;
-    let mut scores = None;
-    let mut masks = None;
-    for (k, v) in entries {
-        if let (IValue::String(k), IValue::Tensor(t)) = (k, v) {
-            match k.as_str() {
-                "boxes" => boxes = Some(t),
-                "labels" => labels = Some(t),
-                "scores" => scores = Some(t),
-                "masks" => masks = Some(t),
-                _ => {}
-            }
-        }
-    }
-    let missing = |k: &str| ModelError::Forward(format!("a result has no `{k}`"));
-    let boxes = boxes
-        .ok_or_else(|| missing("boxes"))?
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float);
-    let labels = labels
-        .ok_or_else(|| missing("labels"))?
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Int64);
-    let scores = scores
-        .ok_or_else(|| missing("scores"))?
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float);
+    let raw = RawResult::from_ivalue(d)?;
+    let cpu = |t: Tensor, kind| t.to_device(Device::Cpu).to_kind(kind);
+    let boxes = cpu(raw.boxes, Kind::Float);
+    let labels = cpu(raw.labels, Kind::Int64);
+    let scores = cpu(raw.scores, Kind::Float);
     let n = labels.size().first().copied().unwrap_or(0);
-    let conv = |e: tch::TchError| ModelError::Forward(e.to_string());
     let boxes: Vec<f32> = Vec::try_from(boxes.flatten(0, -1)).map_err(conv)?;
     let labels: Vec<i64> = Vec::try_from(&labels).map_err(conv)?;
     let scores: Vec<f32> = Vec::try_from(&scores).map_err(conv)?;
@@ -612,17 +624,12 @@ fn parse_detections(
     }
     // Masks come pasted onto the whole picture as probabilities: threshold at 0.5 on
     // the device, then copy out only each detection's box.
-    let masks = if want_masks {
-        masks.map(|m| {
-            m.squeeze_dim(1)
-                .gt(0.5)
-                .to_kind(Kind::Uint8)
-                .to_device(Device::Cpu)
-        })
-    } else {
-        None
-    };
-    let (w, h) = (img.width as i64, img.height as i64);
+    let masks = raw.masks.filter(|_| want_masks).map(|m| {
+        m.squeeze_dim(1)
+            .gt(0.5)
+            .to_kind(Kind::Uint8)
+            .to_device(Device::Cpu)
+    });
     let mut out = Vec::with_capacity(n as usize);
     for i in 0..n as usize {
         let bbox = [
@@ -632,25 +639,7 @@ fn parse_detections(
             boxes[4 * i + 3],
         ];
         let mask = match &masks {
-            Some(m) => {
-                let x0 = (bbox[0].floor() as i64).clamp(0, w - 1);
-                let y0 = (bbox[1].floor() as i64).clamp(0, h - 1);
-                let x1 = (bbox[2].ceil() as i64).clamp(x0 + 1, w);
-                let y1 = (bbox[3].ceil() as i64).clamp(y0 + 1, h);
-                let crop = m
-                    .get(i as i64)
-                    .narrow(0, y0, y1 - y0)
-                    .narrow(1, x0, x1 - x0)
-                    .contiguous();
-                let bits: Vec<u8> = Vec::try_from(crop.flatten(0, -1)).map_err(conv)?;
-                Some(CropMask {
-                    x0: x0 as u32,
-                    y0: y0 as u32,
-                    width: (x1 - x0) as u32,
-                    height: (y1 - y0) as u32,
-                    bits,
-                })
-            }
+            Some(m) => Some(crop_mask(&m.get(i as i64), bbox, img)?),
             None => None,
         };
         out.push(Detection {
@@ -662,4 +651,22 @@ fn parse_detections(
         });
     }
     Ok(out)
+}
+
+/// The part of a whole-picture 0/1 mask under `bbox` (at least one pixel).
+fn crop_mask(m: &Tensor, bbox: [f32; 4], img: &Image) -> Result<CropMask, ModelError> {
+    let (w, h) = (img.width as i64, img.height as i64);
+    let x0 = (bbox[0].floor() as i64).clamp(0, w - 1);
+    let y0 = (bbox[1].floor() as i64).clamp(0, h - 1);
+    let x1 = (bbox[2].ceil() as i64).clamp(x0 + 1, w);
+    let y1 = (bbox[3].ceil() as i64).clamp(y0 + 1, h);
+    let crop = m.narrow(0, y0, y1 - y0).narrow(1, x0, x1 - x0).contiguous();
+    let bits: Vec<u8> = Vec::try_from(crop.flatten(0, -1)).map_err(conv)?;
+    Ok(CropMask {
+        x0: x0 as u32,
+        y0: y0 as u32,
+        width: (x1 - x0) as u32,
+        height: (y1 - y0) as u32,
+        bits,
+    })
 }

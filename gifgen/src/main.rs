@@ -186,6 +186,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Tell the user which legacy-only flags a v2 document made moot.
+fn note_ignored_legacy_flags(matches: &ArgMatches) {
+    let ignored: Vec<&str> = ["frame_interval", "frame_width", "frame_height", "classes"]
+        .into_iter()
+        .filter(|id| explicit(matches, id))
+        .collect();
+    if !ignored.is_empty() {
+        let flags: Vec<String> = ignored
+            .iter()
+            .map(|id| format!("--{}", id.replace('_', "-")))
+            .collect();
+        eprintln!(
+            "note: {} only apply to legacy predictions; this v2 document states its own \
+             sampling, frame size and class names",
+            flags.join(", ")
+        );
+    }
+}
+
 fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
     let frame_ms = match cli.fps {
         Some(fps) => (1000.0 / fps).round() as u32,
@@ -239,21 +258,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
     }
     let report = report?;
     if report.kind == Kind::V2 {
-        let ignored: Vec<&str> = ["frame_interval", "frame_width", "frame_height", "classes"]
-            .into_iter()
-            .filter(|id| explicit(matches, id))
-            .collect();
-        if !ignored.is_empty() {
-            let flags: Vec<String> = ignored
-                .iter()
-                .map(|id| format!("--{}", id.replace('_', "-")))
-                .collect();
-            eprintln!(
-                "note: {} only apply to legacy predictions; this v2 document states its own \
-                 sampling, frame size and class names",
-                flags.join(", ")
-            );
-        }
+        note_ignored_legacy_flags(matches);
     }
     for note in &report.notes {
         eprintln!("note: {note}");

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, ensure, Result};
-use vidinfer_media::schema::{Predictions, Rle};
+use vidinfer_media::schema::{LegacyFrame, Predictions, Rle, V2Output};
 use vidinfer_media::video::Sampling;
 
 /// How far (in the boxes' own pixels) a box may reach past the frame's edge before the
@@ -133,89 +133,8 @@ impl Plan {
     /// the video (sizes of legacy options, duplicate indices, empty documents).
     pub fn new(preds: &Predictions, legacy: &LegacyOptions) -> Result<Plan> {
         let plan = match preds {
-            Predictions::V2(doc) => {
-                let mut seen = HashMap::new();
-                for (pos, f) in doc.frames.iter().enumerate() {
-                    if let Some(prev) = seen.insert(f.index, pos) {
-                        bail!(
-                            "the predictions list frame index {} twice (entries {prev} and {pos}); \
-                             a v2 document has one entry per sampled frame",
-                            f.index
-                        );
-                    }
-                }
-                let frames = doc
-                    .frames
-                    .iter()
-                    .map(|f| PlannedFrame {
-                        index: Some(f.index),
-                        detections: f
-                            .detections
-                            .iter()
-                            .map(|d| Detection {
-                                label_id: d.label_id,
-                                label: if d.label.is_empty() {
-                                    class_name(&doc.model.classes, d.label_id)
-                                } else {
-                                    d.label.clone()
-                                },
-                                score: d.score,
-                                bbox: d.bbox,
-                                mask: d.mask.clone(),
-                                track_id: d.track_id,
-                            })
-                            .collect(),
-                    })
-                    .collect();
-                Plan {
-                    kind: Kind::V2,
-                    sampling: doc.params.sampling,
-                    frames,
-                    box_frame: None,
-                    video_size: Some((doc.video.width, doc.video.height)),
-                    has_masks: false,
-                }
-            }
-            Predictions::Legacy(frames) => {
-                ensure!(
-                    legacy.frame_interval >= 1,
-                    "--frame-interval must be at least 1"
-                );
-                ensure!(
-                    legacy.frame_width >= 1 && legacy.frame_height >= 1,
-                    "--frame-width and --frame-height must be at least 1, got {}x{}",
-                    legacy.frame_width,
-                    legacy.frame_height
-                );
-                let frames = frames
-                    .iter()
-                    .map(|f| PlannedFrame {
-                        index: None,
-                        detections: f
-                            .boxes
-                            .iter()
-                            .zip(&f.labels)
-                            .zip(&f.scores)
-                            .map(|((b, &l), &s)| Detection {
-                                label_id: l,
-                                label: class_name(&legacy.classes, l),
-                                score: s,
-                                bbox: *b,
-                                mask: None,
-                                track_id: None,
-                            })
-                            .collect(),
-                    })
-                    .collect();
-                Plan {
-                    kind: Kind::Legacy,
-                    sampling: Sampling::EveryNth(legacy.frame_interval),
-                    frames,
-                    box_frame: Some((legacy.frame_width, legacy.frame_height)),
-                    video_size: None,
-                    has_masks: false,
-                }
-            }
+            Predictions::V2(doc) => Plan::from_v2(doc)?,
+            Predictions::Legacy(frames) => Plan::from_legacy(frames, legacy)?,
         };
         ensure!(
             !plan.frames.is_empty(),
@@ -226,6 +145,91 @@ impl Plan {
             .iter()
             .any(|f| f.detections.iter().any(|d| d.mask.is_some()));
         Ok(Plan { has_masks, ..plan })
+    }
+
+    fn from_v2(doc: &V2Output) -> Result<Plan> {
+        let mut seen = HashMap::new();
+        for (pos, f) in doc.frames.iter().enumerate() {
+            if let Some(prev) = seen.insert(f.index, pos) {
+                bail!(
+                    "the predictions list frame index {} twice (entries {prev} and {pos}); \
+                     a v2 document has one entry per sampled frame",
+                    f.index
+                );
+            }
+        }
+        let frames = doc
+            .frames
+            .iter()
+            .map(|f| PlannedFrame {
+                index: Some(f.index),
+                detections: f
+                    .detections
+                    .iter()
+                    .map(|d| Detection {
+                        label_id: d.label_id,
+                        label: if d.label.is_empty() {
+                            class_name(&doc.model.classes, d.label_id)
+                        } else {
+                            d.label.clone()
+                        },
+                        score: d.score,
+                        bbox: d.bbox,
+                        mask: d.mask.clone(),
+                        track_id: d.track_id,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Plan {
+            kind: Kind::V2,
+            sampling: doc.params.sampling,
+            frames,
+            box_frame: None,
+            video_size: Some((doc.video.width, doc.video.height)),
+            has_masks: false,
+        })
+    }
+
+    fn from_legacy(frames: &[LegacyFrame], legacy: &LegacyOptions) -> Result<Plan> {
+        ensure!(
+            legacy.frame_interval >= 1,
+            "--frame-interval must be at least 1"
+        );
+        ensure!(
+            legacy.frame_width >= 1 && legacy.frame_height >= 1,
+            "--frame-width and --frame-height must be at least 1, got {}x{}",
+            legacy.frame_width,
+            legacy.frame_height
+        );
+        let frames = frames
+            .iter()
+            .map(|f| PlannedFrame {
+                index: None,
+                detections: f
+                    .boxes
+                    .iter()
+                    .zip(&f.labels)
+                    .zip(&f.scores)
+                    .map(|((b, &l), &s)| Detection {
+                        label_id: l,
+                        label: class_name(&legacy.classes, l),
+                        score: s,
+                        bbox: *b,
+                        mask: None,
+                        track_id: None,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Plan {
+            kind: Kind::Legacy,
+            sampling: Sampling::EveryNth(legacy.frame_interval),
+            frames,
+            box_frame: Some((legacy.frame_width, legacy.frame_height)),
+            video_size: None,
+            has_masks: false,
+        })
     }
 
     /// Source pixels per box unit, horizontally and vertically, for a video of

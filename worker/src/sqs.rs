@@ -11,6 +11,7 @@ use vidinfer::aws::AwsOptions;
 use vidinfer::metrics::Metrics;
 use vidinfer::model::Model;
 use vidinfer::notify::Notifier;
+use vidinfer::params::Params;
 use vidinfer::pipeline::Engine;
 use vidinfer::request::InputPolicy;
 use vidinfer::sqs::{SqsConfig, SqsWorker};
@@ -144,45 +145,10 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "us-east-1".into());
         let metrics = Arc::new(Metrics::default());
         if a.metrics_addr != "off" {
-            let addr: SocketAddr = a
-                .metrics_addr
-                .parse()
-                .with_context(|| format!("--metrics-addr `{}` is not host:port", a.metrics_addr))?;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the metrics endpoint to {addr}"))?;
-            tracing::info!(%addr, "metrics on /metrics");
-            let router = vidinfer::metrics::worker_router(metrics.clone());
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                vidinfer::http::serve(listener, router, stop, Duration::from_secs(1)).await
-            });
+            serve_metrics(&a.metrics_addr, metrics.clone(), shutdown.clone()).await?;
         }
         let notifier = Notifier::new(&sdk, a.success_topic.clone(), a.error_topic.clone());
-        let failure_path = a
-            .failure_path
-            .clone()
-            .unwrap_or_else(|| a.output_path.clone());
-        let vis = a.visibility_timeout as i32;
-        let config = SqsConfig {
-            queue_url: a.queue_url.clone(),
-            output_path: a.output_path.clone(),
-            failure_path,
-            endpoint_name: a.endpoint_name.clone(),
-            region,
-            concurrency: a.concurrency,
-            visibility_timeout_s: vis,
-            heartbeat_every: Duration::from_secs(u64::from(a.visibility_timeout / 3).max(1)),
-            wait_time_s: a.wait_time as i32,
-            max_input_bytes: a.max_input_mb * 1024 * 1024,
-            drain_timeout: Duration::from_secs(a.drain_timeout),
-            include_response_body: a.include_response_body,
-            retry_backoff_s: a.retry_backoff as i32,
-            step_attempts: 5,
-            temp_dir: a.tmp_dir.clone(),
-            defaults,
-            allowed_inputs: InputPolicy::new(a.allowed_inputs.clone()),
-        };
+        let config = a.config(region, defaults);
         let worker = Arc::new(SqsWorker::new(
             Engine::new(model),
             &sdk,
@@ -196,4 +162,54 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
     // A model load abandoned at shutdown may still be reading: don't wait for it.
     rt.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+impl SqsArgs {
+    /// The worker's configuration from these flags.
+    fn config(&self, region: String, defaults: Params) -> SqsConfig {
+        let failure_path = self
+            .failure_path
+            .clone()
+            .unwrap_or_else(|| self.output_path.clone());
+        let vis = self.visibility_timeout as i32;
+        SqsConfig {
+            queue_url: self.queue_url.clone(),
+            output_path: self.output_path.clone(),
+            failure_path,
+            endpoint_name: self.endpoint_name.clone(),
+            region,
+            concurrency: self.concurrency,
+            visibility_timeout_s: vis,
+            heartbeat_every: Duration::from_secs(u64::from(self.visibility_timeout / 3).max(1)),
+            wait_time_s: self.wait_time as i32,
+            max_input_bytes: self.max_input_mb * 1024 * 1024,
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+            include_response_body: self.include_response_body,
+            retry_backoff_s: self.retry_backoff as i32,
+            step_attempts: 5,
+            temp_dir: self.tmp_dir.clone(),
+            defaults,
+            allowed_inputs: InputPolicy::new(self.allowed_inputs.clone()),
+        }
+    }
+}
+
+/// Serve `/metrics` and `/ping` on `addr` until `stop`.
+async fn serve_metrics(
+    addr: &str,
+    metrics: Arc<Metrics>,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("--metrics-addr `{addr}` is not host:port"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint to {addr}"))?;
+    tracing::info!(%addr, "metrics on /metrics");
+    let router = vidinfer::metrics::worker_router(metrics);
+    tokio::spawn(async move {
+        vidinfer::http::serve(listener, router, stop, Duration::from_secs(1)).await
+    });
+    Ok(())
 }

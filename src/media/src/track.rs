@@ -382,26 +382,36 @@ impl Tracker {
         let buffer = p.buffer_s;
         self.tracks
             .retain(|tr| tr.finite() && (tr.tracked || t - tr.seen_t <= buffer));
-        for d in 0..observations.len() {
-            if ids[d].is_some() || observations[d].score < p.new_score {
-                continue;
-            }
-            if let Some(m) = boxes[d] {
-                let id = self.next_id;
-                self.next_id += 1;
-                let tr = Track::new(id, observations[d].label_id, m, t);
-                if tr.finite() {
-                    self.tracks.push(tr);
-                    ids[d] = Some(id);
-                }
-            }
-        }
+        self.start_tracks(t, observations, &boxes, &mut ids);
         for (o, id) in observations.iter().zip(&ids) {
             if let Some(id) = id {
                 self.record(*id, frame_index, t, o);
             }
         }
         ids
+    }
+
+    /// New tracks for the detections still without one that are confident enough.
+    fn start_tracks(
+        &mut self,
+        t: f64,
+        observations: &[Observation],
+        boxes: &[Option<Cxywh>],
+        ids: &mut [Option<u64>],
+    ) {
+        for (d, o) in observations.iter().enumerate() {
+            if ids[d].is_some() || o.score < self.params.new_score {
+                continue;
+            }
+            if let Some(m) = boxes[d] {
+                let tr = Track::new(self.next_id, o.label_id, m, t);
+                if tr.finite() {
+                    ids[d] = Some(tr.id);
+                    self.next_id += 1;
+                    self.tracks.push(tr);
+                }
+            }
+        }
     }
 
     /// Optimal IoU assignment of detections `dets` to tracks `tracks`, within each
