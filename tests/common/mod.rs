@@ -233,8 +233,9 @@ pub fn ffmpeg_first_frame(path: &Path) -> (u32, u32, Vec<u8>) {
     (w, h, data[pos + 1..].to_vec())
 }
 
-/// The repository's root (this harness is shared by the root package's tests and the
-/// worker crate's, whose manifest directory is one level down).
+/// The repository's root. This harness is shared by the root package's tests, the
+/// worker's and gifgen's (manifest directories one level down) and the benchmarks, so
+/// the root is found by walking up to `tests/fixtures`.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
