@@ -49,21 +49,31 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Run gifgen on the sample video and `predictions`, expecting success; extra flags
-/// follow. Returns the GIF's path.
-fn render(dir: &Path, name: &str, predictions: &Path, extra: &[&str]) -> PathBuf {
-    let out = dir.join(name);
-    let video = sample_video();
-    let mut args = vec![
+/// Run gifgen on the sample video and `predictions`, writing `out`; extra flags follow.
+/// Returns the arguments given and what gifgen did.
+fn run_on_sample(predictions: &Path, out: &Path, extra: &[&str]) -> (Vec<String>, Output) {
+    let args: Vec<String> = [
         "--video",
-        video.to_str().unwrap(),
+        sample_video().to_str().unwrap(),
         "--predictions",
         predictions.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let result = run(&args);
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = run(&refs);
+    (args, result)
+}
+
+/// Run gifgen on the sample video and `predictions`, expecting success; extra flags
+/// follow. Returns the GIF's path.
+fn render(dir: &Path, name: &str, predictions: &Path, extra: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let (args, result) = run_on_sample(predictions, &out, extra);
     assert!(
         result.status.success(),
         "gifgen {args:?} failed:\n{}",
@@ -77,17 +87,7 @@ fn render(dir: &Path, name: &str, predictions: &Path, extra: &[&str]) -> PathBuf
 fn refuse(predictions: &Path, extra: &[&str]) -> String {
     let dir = scratch();
     let out = dir.path().join("refused.gif");
-    let video = sample_video();
-    let mut args = vec![
-        "--video",
-        video.to_str().unwrap(),
-        "--predictions",
-        predictions.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let result = run(&args);
+    let (args, result) = run_on_sample(predictions, &out, extra);
     assert!(!result.status.success(), "gifgen {args:?} should fail");
     assert!(!out.exists(), "no GIF is left behind");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();

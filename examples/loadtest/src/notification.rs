@@ -120,20 +120,8 @@ pub fn failure_kind(reason: &str) -> String {
     }
 }
 
-/// SageMaker's timestamp form, ISO-8601 UTC with milliseconds.
-pub fn timestamp(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
+/// SageMaker's timestamp form, ISO-8601 UTC with milliseconds: the worker's own.
+pub use vidinfer_aws::notify::timestamp;
 
 #[cfg(test)]
 mod tests {
