@@ -22,6 +22,12 @@ pub const MAX_CUSTOM_ATTRIBUTES: usize = 1024;
 pub struct Params {
     pub sampling: Sampling,
     pub resize: Resize,
+    /// Whether `resize` was chosen (a flag, attribute or `params`) rather than implied.
+    /// An implied resize follows the format: the legacy array is always in the old
+    /// system's coordinates, frames stretched to the frame size (1024x1024 unless
+    /// given); v2 fits frames inside it.
+    #[serde(default)]
+    pub resize_explicit: bool,
     /// Drop detections scoring below this (default: keep what the model returns).
     pub min_score: Option<f32>,
     /// Include instance masks (COCO RLE) in v2 output.
@@ -39,6 +45,7 @@ impl Default for Params {
         Params {
             sampling: Sampling::default(),
             resize: Resize::default(),
+            resize_explicit: false,
             min_score: None,
             masks: false,
             format: OutputFormat::V2,
@@ -239,8 +246,13 @@ impl Overrides {
         }
         w = self.frame_width.unwrap_or(w);
         h = self.frame_height.unwrap_or(h);
+        p.resize_explicit = self.resize.is_some() || base.resize_explicit;
         let mode = match (&self.resize, p.resize) {
             (Some(m), _) => m.to_ascii_lowercase(),
+            (None, _) if !p.resize_explicit => match p.format {
+                OutputFormat::Legacy => "stretch".into(),
+                OutputFormat::V2 => "fit".into(),
+            },
             (None, Resize::Stretch { .. }) => "stretch".into(),
             (None, Resize::Original) => "original".into(),
             (None, Resize::Fit { .. }) => "fit".into(),
@@ -298,6 +310,41 @@ mod tests {
 
     fn apply(attrs: &str) -> Result<Params, RequestError> {
         Overrides::from_custom_attributes(attrs)?.apply(&Params::default())
+    }
+
+    #[test]
+    fn legacy_output_is_in_the_stretched_frame_unless_a_resize_is_chosen() {
+        let stretch = |width, height| Resize::Stretch { width, height };
+        let fit = |width, height| Resize::Fit { width, height };
+        assert_eq!(apply("").unwrap().resize, fit(1024, 1024));
+        assert_eq!(apply("format=legacy").unwrap().resize, stretch(1024, 1024));
+        assert_eq!(
+            apply("format=legacy;frame_width=640;frame_height=480")
+                .unwrap()
+                .resize,
+            stretch(640, 480)
+        );
+        let chosen = apply("format=legacy;resize=fit").unwrap();
+        assert_eq!(
+            (chosen.resize, chosen.resize_explicit),
+            (fit(1024, 1024), true)
+        );
+        // A worker started with --format legacy (nothing chosen): a request for v2
+        // gets v2's fit, one for legacy the stretch.
+        let legacy_worker = apply("format=legacy").unwrap();
+        assert!(!legacy_worker.resize_explicit);
+        let v2 = Overrides::from_custom_attributes("format=v2")
+            .unwrap()
+            .apply(&legacy_worker)
+            .unwrap();
+        assert_eq!(v2.resize, fit(1024, 1024));
+        // A worker started with an explicit resize keeps it for every format.
+        let original = apply("resize=original").unwrap();
+        let legacy = Overrides::from_custom_attributes("format=legacy")
+            .unwrap()
+            .apply(&original)
+            .unwrap();
+        assert_eq!(legacy.resize, Resize::Original);
     }
 
     #[test]

@@ -173,7 +173,7 @@ async fn invocations_answer_v2_by_default_and_legacy_on_request() {
             ("Content-Type", "application/octet-stream"),
             (
                 "X-Amzn-SageMaker-Custom-Attributes",
-                "format=legacy;frame_interval=15;resize=stretch",
+                "format=legacy;frame_interval=15",
             ),
         ],
         video(),
@@ -184,7 +184,8 @@ async fn invocations_answer_v2_by_default_and_legacy_on_request() {
         panic!("legacy expected")
     };
     assert_eq!(frames.len(), 10);
-    // Stretched to the default 1024x1024 frame: boxes are in that frame's coordinates.
+    // No resize chosen: stretched to the legacy 1024x1024 frame, as the old system did,
+    // so boxes are in that frame's coordinates (a fitted frame is 320 wide).
     assert!(frames.iter().flat_map(|f| &f.boxes).any(|b| b[2] > 320.0));
     s.stop.cancel();
 }

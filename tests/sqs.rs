@@ -211,6 +211,45 @@ async fn a_request_is_processed_stored_notified_and_deleted() {
     task.await.unwrap();
 }
 
+/// A legacy request with no resize gets the old system's coordinates (frames stretched
+/// to 1024x1024), whether it asks through `params` or custom attributes: the same bytes
+/// as an explicit `resize=stretch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_requests_get_the_stretched_frame_unless_they_choose() {
+    let (_moto, sdk, res) = with_sample_video(3).await;
+    let (stop, _metrics, task) = start_worker(&sdk, &res, config(&res, &res.bucket)).await;
+    let input = format!("s3://{}/in/shapes.mp4", res.bucket);
+    for (id, how) in [
+        (
+            "by-params",
+            r#""params":{"format":"legacy","frameInterval":50}"#,
+        ),
+        (
+            "explicit",
+            r#""customAttributes":"format=legacy;frame_interval=50;resize=stretch""#,
+        ),
+    ] {
+        let body = format!(r#"{{"inputLocation":"{input}","inferenceId":"{id}",{how}}}"#);
+        send(&sdk, &res.queue_url, &body).await;
+    }
+    let notes = notifications(&sdk, &res.success_inbox, 2, Duration::from_secs(90)).await;
+    assert_eq!(notes.len(), 2);
+    let by_params = download(&sdk, &res.bucket, "results/by-params.out")
+        .await
+        .expect("output stored");
+    let explicit = download(&sdk, &res.bucket, "results/explicit.out")
+        .await
+        .expect("output stored");
+    assert_eq!(by_params, explicit);
+    let Predictions::Legacy(frames) = Predictions::parse(&by_params).unwrap() else {
+        panic!("legacy expected")
+    };
+    assert_eq!(frames.len(), 3);
+    assert!(frames.iter().flat_map(|f| &f.boxes).any(|b| b[2] > 330.0));
+    stop.cancel();
+    task.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_fail_with_a_reason_and_the_worker_carries_on() {
     let (_moto, sdk, res) = with_sample_video(3).await;

@@ -1,6 +1,7 @@
-//! Drawing detections onto a picture: a stable colour per class, boxes whose thickness
-//! follows the picture's size, labels on a filled background that always stays inside
-//! the picture, and instance masks blended over the pixels they cover.
+//! Drawing detections onto a picture: a fixed palette of distinct colours indexed by
+//! class (or track), boxes whose thickness follows the picture's size, labels in
+//! anti-aliased text on translucent backgrounds placed so that no two overlap
+//! ([`crate::label`]), and instance masks blended over the pixels they cover.
 //!
 //! Everything here works in output pixels: the caller maps boxes from the coordinates
 //! the predictions use to the picture being drawn on.
@@ -9,7 +10,8 @@ use image::{Rgb, RgbImage};
 use imageproc::drawing::draw_filled_rect_mut;
 use imageproc::rect::Rect;
 
-use crate::font;
+use crate::label::{self, Request};
+use crate::text;
 
 /// Ink for label text on light backgrounds.
 pub const BLACK: [u8; 3] = [0, 0, 0];
@@ -19,41 +21,44 @@ pub const WHITE: [u8; 3] = [255, 255, 255];
 /// How much of a mask's colour shows over the picture (0: none, 1: opaque).
 pub const MASK_ALPHA: f32 = 0.45;
 
+/// How much of a label's colour covers the scene under it: the scene stays visible.
+pub const LABEL_ALPHA: f32 = 0.7;
+
+/// Twenty clearly distinct colours (a widely used set chosen for telling categories
+/// apart), indexed by class id modulo 20. With COCO's numbering the classes seen
+/// together on roads differ strongly: person 1 green, bicycle 2 yellow, car 3 blue,
+/// motorcycle 4 orange, bus 6 cyan, truck 8 lime.
+pub const PALETTE: [[u8; 3]; 20] = [
+    [0xE6, 0x19, 0x4B], // red
+    [0x3C, 0xB4, 0x4B], // green
+    [0xFF, 0xE1, 0x19], // yellow
+    [0x43, 0x63, 0xD8], // blue
+    [0xF5, 0x82, 0x31], // orange
+    [0x91, 0x1E, 0xB4], // purple
+    [0x42, 0xD4, 0xF4], // cyan
+    [0xF0, 0x32, 0xE6], // magenta
+    [0xBF, 0xEF, 0x45], // lime
+    [0xFA, 0xBE, 0xD4], // pink
+    [0x46, 0x99, 0x90], // teal
+    [0xDC, 0xBE, 0xFF], // lavender
+    [0x9A, 0x63, 0x24], // brown
+    [0xFF, 0xFA, 0xC8], // beige
+    [0x80, 0x00, 0x00], // maroon
+    [0xAA, 0xFF, 0xC3], // mint
+    [0x80, 0x80, 0x00], // olive
+    [0xFF, 0xD8, 0xB1], // apricot
+    [0x00, 0x00, 0x75], // navy
+    [0xA9, 0xA9, 0xA9], // grey
+];
+
 /// The colour of a class, the same for a label id in every frame and every run.
-///
-/// Hues step by the golden ratio from one id to the next, so ids close together (the
-/// classes most models list first) get far-apart hues; saturation and brightness cycle
-/// through three tiers so that ids whose hues come close again still differ.
 pub fn class_colour(label_id: i64) -> [u8; 3] {
-    let id = label_id.rem_euclid(1 << 20);
-    let hue = (0.07 + id as f64 * 0.618_033_988_749_895).fract();
-    let (s, v) = match id % 3 {
-        0 => (0.80, 1.00),
-        1 => (0.90, 0.90),
-        _ => (0.75, 0.80),
-    };
-    hsv_to_rgb(hue, s, v)
+    PALETTE[label_id.rem_euclid(PALETTE.len() as i64) as usize]
 }
 
-fn hsv_to_rgb(h: f64, s: f64, v: f64) -> [u8; 3] {
-    let h6 = h * 6.0;
-    let sector = h6.floor() as i64 % 6;
-    let f = h6 - h6.floor();
-    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
-    let (r, g, b) = match sector {
-        0 => (v, t, p),
-        1 => (q, v, p),
-        2 => (p, v, t),
-        3 => (p, q, v),
-        4 => (t, p, v),
-        _ => (v, p, q),
-    };
-    [r, g, b].map(|c| (c * 255.0).round().clamp(0.0, 255.0) as u8)
-}
-
-/// A track's colour: the class palette indexed by track id, so neighbouring ids differ.
+/// A track's colour: the palette indexed by track id, so neighbouring ids differ.
 pub fn track_colour(track_id: u64) -> [u8; 3] {
-    class_colour((track_id % (1 << 20)) as i64)
+    PALETTE[(track_id % PALETTE.len() as u64) as usize]
 }
 
 /// A polyline through `points` (a track's recent centres), `thickness` pixels wide.
@@ -74,34 +79,63 @@ pub fn draw_trail(img: &mut RgbImage, points: &[(f32, f32)], colour: [u8; 3], th
     }
 }
 
-/// The text colour that reads best on `background`.
+/// WCAG relative luminance of an sRGB colour (0: black, 1: white).
+pub fn luminance(c: [u8; 3]) -> f64 {
+    let lin = |v: u8| {
+        let v = f64::from(v) / 255.0;
+        if v <= 0.04045 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2])
+}
+
+/// WCAG contrast ratio between two colours (1 to 21).
+pub fn contrast(a: [u8; 3], b: [u8; 3]) -> f64 {
+    let (la, lb) = (luminance(a), luminance(b));
+    (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+}
+
+/// Black or white, whichever contrasts more with `background` (always at least 4.58:1,
+/// above WCAG's 4.5 for normal text).
 pub fn ink_for(background: [u8; 3]) -> [u8; 3] {
-    let [r, g, b] = background.map(f64::from);
-    if 0.299 * r + 0.587 * g + 0.114 * b > 150.0 {
+    if contrast(background, BLACK) >= contrast(background, WHITE) {
         BLACK
     } else {
         WHITE
     }
 }
 
-/// Line thickness and text size for a picture, chosen from its size so that boxes and
-/// labels look alike on a thumbnail and on a full-HD frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Line thickness and text size for a picture, chosen from its shorter side so that
+/// boxes and labels look alike on a thumbnail and on a 4K frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Style {
     /// Box edge thickness in pixels (drawn inward from the box's outer edge).
     pub thickness: u32,
-    /// Each font pixel is a `font_scale`x`font_scale` square (1: 8 px tall text).
-    pub font_scale: u32,
+    /// Text size in pixels (the font's em; capitals are about 0.73 of it).
+    pub text_px: f32,
+    /// Background around the text, in pixels.
+    pub pad: u32,
 }
 
+/// Text size as a share of the picture's shorter side.
+pub const TEXT_SHARE: f64 = 0.022;
+/// The smallest text size in pixels, whatever the picture.
+pub const MIN_TEXT_PX: f64 = 12.0;
+
 impl Style {
-    /// 2 px lines and 8 px text (7 px capitals) up to 320x240, growing with the shorter
-    /// side: 480 px: 3 px lines and 16 px text; 1080 px: 7 px lines and 40 px text.
+    /// Text at [`TEXT_SHARE`] of the shorter side, never under [`MIN_TEXT_PX`]: 12 px
+    /// up to 545 px, 24 px at 1080p, 48 px at 4K. Lines 2 px, then 1 px per 360 px of
+    /// the shorter side (3 px at 1080p, 6 px at 4K).
     pub fn for_size(width: u32, height: u32) -> Style {
         let short = f64::from(width.min(height));
+        let text_px = (short * TEXT_SHARE).max(MIN_TEXT_PX).round();
         Style {
-            thickness: ((short / 160.0).round() as u32).max(2),
-            font_scale: ((short / 200.0).round() as u32).max(1),
+            thickness: ((short / 360.0).round() as u32).max(2),
+            text_px: text_px as f32,
+            pad: ((text_px / 8.0).round() as u32).max(1),
         }
     }
 }
@@ -155,8 +189,10 @@ pub struct MaskRef<'a> {
 pub struct Overlay<'a> {
     /// Box, label and mask colour (by class or by track: the caller's choice).
     pub colour: [u8; 3],
-    /// The label text, e.g. `person: 0.97`.
+    /// The label text, e.g. `#3 car 0.97`.
     pub text: String,
+    /// What the label shrinks to on a crowded picture (the class name).
+    pub short: String,
     pub score: f32,
     /// `[x1, y1, x2, y2]` in the picture's continuous pixel coordinates.
     pub bbox: [f64; 4],
@@ -164,39 +200,66 @@ pub struct Overlay<'a> {
     pub mask: Option<MaskRef<'a>>,
 }
 
-/// Draw `overlays` onto `img`: masks first, then boxes, then labels (lowest score
-/// first, so the most confident label ends up on top). Returns the exact colours used
-/// by boxes, label backgrounds and text, which the GIF palette must hold unchanged.
-pub fn annotate(img: &mut RgbImage, overlays: &[Overlay<'_>], style: Style) -> Vec<[u8; 3]> {
-    let mut order: Vec<&Overlay> = overlays.iter().collect();
-    order.sort_by(|a, b| a.score.total_cmp(&b.score));
-    let mut used = Vec::new();
+/// What [`annotate`] drew.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Drawn {
+    /// The exact colours of boxes and label text, which the GIF palette keeps unchanged.
+    pub colours: Vec<[u8; 3]>,
+    /// Each label's background rectangle (None: no room for it), in overlay order.
+    pub labels: Vec<Option<label::Rect>>,
+}
+
+/// Draw `overlays` onto `img`: masks first, then boxes (lowest score first, so the
+/// most confident box ends up on top), then the labels where [`label::place`] put them.
+pub fn annotate(img: &mut RgbImage, overlays: &[Overlay<'_>], style: Style) -> Drawn {
+    let mut order: Vec<usize> = (0..overlays.len()).collect();
+    order.sort_by(|&a, &b| overlays[a].score.total_cmp(&overlays[b].score));
+    let mut colours = Vec::new();
     let mut note = |c: [u8; 3]| {
-        if !used.contains(&c) {
-            used.push(c);
+        if !colours.contains(&c) {
+            colours.push(c);
         }
     };
-    for o in &order {
-        if let Some(m) = o.mask {
-            blend_mask(img, m, o.colour, MASK_ALPHA);
+    for &i in &order {
+        if let Some(m) = overlays[i].mask {
+            blend_mask(img, m, overlays[i].colour, MASK_ALPHA);
         }
     }
     let (w, h) = img.dimensions();
-    let boxes: Vec<PixelBox> = order
+    let boxes: Vec<PixelBox> = overlays
         .iter()
         .map(|o| PixelBox::from_coords(o.bbox, w, h))
         .collect();
-    for (o, b) in order.iter().zip(&boxes) {
-        let colour = o.colour;
-        draw_box(img, *b, colour, style.thickness);
-        note(colour);
+    for &i in &order {
+        draw_box(img, boxes[i], overlays[i].colour, style.thickness);
+        note(overlays[i].colour);
     }
-    for (o, b) in order.iter().zip(&boxes) {
-        let colour = o.colour;
-        draw_label(img, *b, &o.text, colour, style.font_scale);
-        note(ink_for(colour));
+    let requests: Vec<Request> = overlays
+        .iter()
+        .zip(&boxes)
+        .map(|(o, b)| Request {
+            anchor: *b,
+            texts: vec![o.text.as_str(), o.short.as_str()],
+            score: o.score,
+        })
+        .collect();
+    let placed = label::place(
+        &requests,
+        |t| text::measure(t, style.text_px),
+        style.pad,
+        w,
+        h,
+    );
+    for (o, p) in overlays.iter().zip(&placed) {
+        if let Some(p) = p {
+            let words = if p.text == 0 { &o.text } else { &o.short };
+            note(draw_label(img, p.rect, words, o.colour, style));
+        }
     }
-    used
+    Drawn {
+        colours,
+        labels: placed.iter().map(|p| p.map(|p| p.rect)).collect(),
+    }
 }
 
 /// A box outline `thickness` pixels wide, drawn inward from the box's outer edge (a box
@@ -222,47 +285,43 @@ pub fn draw_box(img: &mut RgbImage, b: PixelBox, colour: [u8; 3], thickness: u32
     );
 }
 
-/// Where a label of `text_w`x`text_h` pixels (plus padding) goes for box `b`: on top of
-/// the box's upper edge when there is room, else just inside it, shifted left or up as
-/// needed to stay inside the picture. Returns (x, y, width, height) of the background.
-pub fn label_rect(
-    b: PixelBox,
-    text_w: u32,
-    text_h: u32,
-    pad: u32,
-    width: u32,
-    height: u32,
-) -> (i32, i32, u32, u32) {
-    let bw = (text_w + 2 * pad).min(width);
-    let bh = (text_h + 2 * pad).min(height);
-    let x = b.left.min(width as i32 - bw as i32).max(0);
-    let above = b.top - bh as i32;
-    let y = if above >= 0 { above } else { b.top };
-    let y = y.min(height as i32 - bh as i32).max(0);
-    (x, y, bw, bh)
-}
-
-/// `text` on a filled background of `colour`, placed by [`label_rect`]; text wider than
-/// the picture is cut at the picture's edge.
-pub fn draw_label(img: &mut RgbImage, b: PixelBox, text: &str, colour: [u8; 3], scale: u32) {
+/// A label: `words` on a translucent background of `colour` filling `rect`, in black
+/// or white, whichever reads better on what the background turned out to be. Returns
+/// the ink.
+pub fn draw_label(
+    img: &mut RgbImage,
+    rect: label::Rect,
+    words: &str,
+    colour: [u8; 3],
+    style: Style,
+) -> [u8; 3] {
+    let mut sum = [0f64; 3];
+    let mut n = 0f64;
     let (w, h) = img.dimensions();
-    let (tw, th) = font::measure(text, scale);
-    let pad = scale;
-    let (x, y, bw, bh) = label_rect(b, tw, th, pad, w, h);
-    draw_filled_rect_mut(img, Rect::at(x, y).of_size(bw, bh), Rgb(colour));
-    let ink = Rgb(ink_for(colour));
-    let (x_end, y_end) = (i64::from(x) + i64::from(bw), i64::from(y) + i64::from(bh));
-    font::render(
-        text,
-        i64::from(x) + i64::from(pad),
-        i64::from(y) + i64::from(pad),
-        scale,
-        |px, py| {
-            if px >= 0 && py >= 0 && px < x_end && py < y_end {
-                img.put_pixel(px as u32, py as u32, ink);
+    let x_end = (rect.x + rect.w as i32).min(w as i32);
+    let y_end = (rect.y + rect.h as i32).min(h as i32);
+    let tint = colour.map(|c| LABEL_ALPHA * f32::from(c));
+    for y in rect.y.max(0)..y_end {
+        for x in rect.x.max(0)..x_end {
+            let p = img.get_pixel_mut(x as u32, y as u32);
+            for (i, (v, t)) in p.0.iter_mut().zip(tint).enumerate() {
+                *v = ((1.0 - LABEL_ALPHA) * f32::from(*v) + t).round() as u8;
+                sum[i] += f64::from(*v);
             }
-        },
+            n += 1.0;
+        }
+    }
+    let mean = sum.map(|s| (s / n.max(1.0)).round() as u8);
+    let ink = ink_for(mean);
+    text::draw(
+        img,
+        words,
+        rect.x + style.pad as i32,
+        rect.y + style.pad as i32,
+        style.text_px,
+        ink,
     );
+    ink
 }
 
 /// Blend `colour` over the pixels `mask` covers. The mask spans the whole picture at
@@ -303,50 +362,96 @@ mod tests {
     fn overlay(label_id: i64, score: f32, bbox: [f64; 4]) -> Overlay<'static> {
         Overlay {
             colour: class_colour(label_id),
-            text: format!("thing: {score:.2}"),
+            text: format!("thing {score:.2}"),
+            short: "thing".into(),
             score,
             bbox,
             mask: None,
         }
     }
 
-    #[test]
-    fn class_colours_are_stable_distinct_and_never_black_or_white() {
-        assert_eq!(class_colour(1), class_colour(1));
-        let colours: Vec<[u8; 3]> = (0..91).map(class_colour).collect();
-        for (i, a) in colours.iter().enumerate() {
-            assert_ne!(*a, BLACK);
-            assert_ne!(*a, WHITE);
-            for b in &colours[i + 1..] {
-                assert_ne!(a, b);
+    /// CIE L*a*b* of an sRGB colour (D65).
+    fn lab(c: [u8; 3]) -> [f64; 3] {
+        let lin = |v: u8| {
+            let v = f64::from(v) / 255.0;
+            if v <= 0.04045 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
             }
-        }
-        // The first classes are far apart (sum of channel differences).
-        for a in 1..8 {
-            for b in a + 1..8 {
-                let d: u32 = class_colour(a)
-                    .iter()
-                    .zip(class_colour(b))
-                    .map(|(x, y)| u32::from(x.abs_diff(y)))
-                    .sum();
-                assert!(d > 60, "classes {a} and {b} look alike");
+        };
+        let [r, g, b] = c.map(lin);
+        let x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047;
+        let y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+        let z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883;
+        let f = |t: f64| {
+            if t > 0.008856 {
+                t.cbrt()
+            } else {
+                7.787 * t + 16.0 / 116.0
             }
-        }
-        assert_eq!(class_colour(-1), class_colour((1 << 20) - 1));
+        };
+        [
+            116.0 * f(y) - 16.0,
+            500.0 * (f(x) - f(y)),
+            200.0 * (f(y) - f(z)),
+        ]
+    }
+
+    fn delta_e(a: [u8; 3], b: [u8; 3]) -> f64 {
+        let (a, b) = (lab(a), lab(b));
+        ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
     }
 
     #[test]
-    fn style_grows_with_the_picture() {
-        assert_eq!(
-            Style::for_size(320, 240),
-            Style {
-                thickness: 2,
-                font_scale: 1
+    fn classes_seen_together_get_clearly_different_colours() {
+        assert_eq!(class_colour(3), class_colour(3));
+        assert_eq!(class_colour(-1), class_colour(19));
+        for (i, a) in PALETTE.iter().enumerate() {
+            assert_ne!(*a, BLACK);
+            assert_ne!(*a, WHITE);
+            for b in &PALETTE[i + 1..] {
+                assert!(delta_e(*a, *b) > 15.0, "{a:?} and {b:?} look alike");
             }
-        );
-        assert_eq!(Style::for_size(160, 120).thickness, 2);
-        let hd = Style::for_size(1920, 1080);
-        assert_eq!((hd.thickness, hd.font_scale), (7, 5));
+        }
+        // COCO: person, bicycle, car, motorcycle, bus, truck.
+        let road = [1, 2, 3, 4, 6, 8];
+        for (i, &a) in road.iter().enumerate() {
+            for &b in &road[i + 1..] {
+                let d = delta_e(class_colour(a), class_colour(b));
+                assert!(d > 30.0, "classes {a} and {b}: delta E {d:.1}");
+            }
+        }
+        assert_ne!(track_colour(7), track_colour(8));
+    }
+
+    #[test]
+    fn ink_always_contrasts_with_its_background() {
+        for c in PALETTE
+            .iter()
+            .copied()
+            .chain([[128, 128, 128], [0, 0, 0], [255; 3]])
+        {
+            let ink = ink_for(c);
+            assert!(contrast(c, ink) >= 4.5, "{c:?}: {:.2}", contrast(c, ink));
+        }
+        assert_eq!(ink_for([255, 225, 25]), BLACK);
+        assert_eq!(ink_for([0, 0, 117]), WHITE);
+    }
+
+    #[test]
+    fn style_grows_with_the_picture_within_the_stated_range() {
+        for (w, h) in [(320, 240), (1920, 1080), (3840, 2160), (160, 120)] {
+            let s = Style::for_size(w, h);
+            let short = f64::from(w.min(h));
+            let want = (short * TEXT_SHARE).max(MIN_TEXT_PX);
+            assert!((f64::from(s.text_px) - want).abs() <= 0.5, "{w}x{h}: {s:?}");
+            assert!(s.thickness >= 2 && s.pad >= 1);
+        }
+        assert_eq!(Style::for_size(320, 240).text_px, 12.0);
+        assert_eq!(Style::for_size(1920, 1080).text_px, 24.0);
+        assert_eq!(Style::for_size(3840, 2160).text_px, 48.0);
+        assert_eq!(Style::for_size(1920, 1080).thickness, 3);
     }
 
     #[test]
@@ -381,53 +486,40 @@ mod tests {
     }
 
     #[test]
-    fn labels_sit_above_the_box_or_inside_and_never_leave_the_picture() {
-        let (w, h) = (100, 80);
-        // Room above: the label's bottom row touches the box's top edge.
-        let b = PixelBox::from_coords([10.0, 40.0, 50.0, 70.0], w, h);
-        let (x, y, bw, bh) = label_rect(b, 40, 7, 1, w, h);
-        assert_eq!((x, y, bw, bh), (10, 31, 42, 9));
-        // No room above: inside the top of the box.
-        let b = PixelBox::from_coords([10.0, 3.0, 50.0, 70.0], w, h);
-        assert_eq!(label_rect(b, 40, 7, 1, w, h).1, 3);
-        // At the right edge: shifted left to fit.
-        let b = PixelBox::from_coords([90.0, 40.0, 100.0, 70.0], w, h);
-        assert_eq!(label_rect(b, 40, 7, 1, w, h).0, 58);
-        // Wider than the picture: clipped to it.
-        assert_eq!(label_rect(b, 400, 7, 1, w, h), (0, 31, 100, 9));
-        // Exhaustively: every box position keeps the label inside.
-        for top in 0..h as i32 {
-            for left in 0..w as i32 {
-                let b = PixelBox {
-                    left,
-                    top,
-                    right: left,
-                    bottom: top,
-                };
-                let (x, y, bw, bh) = label_rect(b, 60, 14, 2, w, h);
-                assert!(x >= 0 && y >= 0 && x as u32 + bw <= w && y as u32 + bh <= h);
+    fn a_label_is_translucent_with_readable_ink_above_its_box() {
+        // Half the picture black, half white: the label background lets both through.
+        let mut img = RgbImage::from_fn(200, 100, |x, _| {
+            if x < 100 {
+                Rgb([0, 0, 0])
+            } else {
+                Rgb([255, 255, 255])
             }
-        }
-    }
-
-    #[test]
-    fn a_label_in_a_corner_is_drawn_inside_with_readable_ink() {
-        let mut img = RgbImage::from_pixel(100, 80, GREY);
-        let o = overlay(2, 0.97, [70.0, 0.0, 100.0, 31.0]);
-        let used = annotate(&mut img, &[o], Style::for_size(100, 80));
-        let colour = class_colour(2);
-        assert_eq!(used, vec![colour, ink_for(colour)]);
-        assert_eq!(img.get_pixel(80, 30).0, colour, "bottom edge");
-        assert_eq!(img.get_pixel(99, 15).0, colour, "right edge");
-        // "thing: 0.97" is 65 px + 2 px padding wide: it ends at the right edge.
-        let row: Vec<[u8; 3]> = (0..100).map(|x| img.get_pixel(x, 0).0).collect();
-        assert_eq!(row[32], GREY.0);
-        assert!(row[33..].iter().all(|c| *c == colour));
-        let ink = (34..100)
-            .flat_map(|x| (1..8).map(move |y| (x, y)))
-            .filter(|&(x, y)| img.get_pixel(x, y).0 == ink_for(colour))
+        });
+        let o = overlay(3, 0.97, [60.0, 50.0, 180.0, 95.0]);
+        let drawn = annotate(&mut img, &[o], Style::for_size(200, 100));
+        let r = drawn.labels[0].expect("placed");
+        assert_eq!(
+            (r.x, r.y + r.h as i32),
+            (60, 50),
+            "above the box, at its left"
+        );
+        let colour = class_colour(3);
+        assert_eq!(drawn.colours, vec![colour, ink_for(colour)]);
+        // Translucent: the background differs left and right of x = 100, inside the
+        // label's top padding row (no text there).
+        let (left, right) = (
+            img.get_pixel(62, r.y as u32).0,
+            img.get_pixel(130, r.y as u32).0,
+        );
+        assert_ne!(left, right);
+        assert!(left.iter().zip(colour).all(|(v, c)| v.abs_diff(c) < 90));
+        // Some ink is drawn inside the rectangle, none outside its rows above the box.
+        let ink = ink_for(colour);
+        let inked = (r.x..r.x + r.w as i32)
+            .flat_map(|x| (r.y..r.y + r.h as i32).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x as u32, y as u32).0 == ink)
             .count();
-        assert!(ink > 60, "the text is drawn ({ink} ink pixels)");
+        assert!(inked > 20, "{inked} ink pixels");
     }
 
     #[test]
@@ -447,14 +539,65 @@ mod tests {
         assert_eq!(img.get_pixel(7, 3).0, [0, 0, 0]);
     }
 
+    /// A deterministic crowd: `n` boxes of 20..120 px, many overlapping, some touching
+    /// the picture's edges.
+    fn crowd(n: usize, w: u32, h: u32, seed: u64) -> Vec<Overlay<'static>> {
+        let mut state = seed;
+        let mut next = move |m: u32| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) % u64::from(m)) as f64
+        };
+        (0..n)
+            .map(|i| {
+                let (bw, bh) = (20.0 + next(100), 20.0 + next(100));
+                let x = match i % 10 {
+                    0 => 0.0,
+                    1 => f64::from(w) - bw,
+                    _ => next(w - 20),
+                };
+                let y = match i % 7 {
+                    0 => 0.0,
+                    1 => f64::from(h) - bh,
+                    _ => next(h - 20),
+                };
+                let label = next(91) as i64;
+                Overlay {
+                    colour: class_colour(label),
+                    text: format!("#{i} motorcycle 0.{:02}", next(100)),
+                    short: "motorcycle".into(),
+                    score: 0.5 + next(50) as f32 / 100.0,
+                    bbox: [x, y, (x + bw).min(f64::from(w)), (y + bh).min(f64::from(h))],
+                    mask: None,
+                }
+            })
+            .collect()
+    }
+
     #[test]
-    fn the_most_confident_label_is_drawn_last() {
-        let mut img = RgbImage::from_pixel(100, 80, GREY);
-        let low = overlay(1, 0.91, [10.0, 30.0, 60.0, 70.0]);
-        let high = overlay(3, 0.99, [12.0, 30.0, 60.0, 70.0]);
-        annotate(&mut img, &[high, low], Style::for_size(100, 80));
-        // Both labels start near x=10..12 at the same height: the 0.99 one covers
-        // (row 20 is the labels' top padding, free of text).
-        assert_eq!(img.get_pixel(70, 20).0, class_colour(3));
+    fn on_crowded_scenes_no_two_labels_overlap_and_all_stay_inside() {
+        for (seed, (w, h), n) in [
+            (1, (320, 240), 100),
+            (2, (1024, 1024), 150),
+            (3, (1920, 1080), 120),
+            (4, (640, 360), 200),
+        ] {
+            let mut img = RgbImage::from_pixel(w, h, GREY);
+            let overlays = crowd(n, w, h, seed);
+            let drawn = annotate(&mut img, &overlays, Style::for_size(w, h));
+            let rects: Vec<label::Rect> = drawn.labels.iter().flatten().copied().collect();
+            assert!(
+                rects.len() >= 10,
+                "{w}x{h}: only {} labels placed",
+                rects.len()
+            );
+            for (i, a) in rects.iter().enumerate() {
+                assert!(a.inside(w, h), "{w}x{h}: {a:?} leaves the picture");
+                for b in &rects[i + 1..] {
+                    assert!(!a.intersects(b), "{w}x{h}: {a:?} overlaps {b:?}");
+                }
+            }
+        }
     }
 }

@@ -1,9 +1,17 @@
 //! Annotated frames to an animated GIF that loops forever.
 //!
-//! Each frame gets its own 256-colour palette. The exact colours of what was drawn
-//! (class colours, label ink) are reserved entries, so boxes and labels never band or
-//! shift colour; the rest of the palette is the frame's own colours when it has few
-//! enough, else a NeuQuant palette learned from the frame's other pixels.
+//! Each frame gets its own palette of up to 255 colours (the 256th index means
+//! "transparent"). The exact colours of what was drawn (box colours, label ink) are
+//! reserved entries, so boxes and label text never band or shift colour; the rest of
+//! the palette is the frame's own colours when it has few enough, else a NeuQuant
+//! palette learned from the frame's other pixels.
+//!
+//! After the first frame only what changed is stored: a pixel whose source colour is
+//! still within [`KEEP_TOLERANCE`] of what it was when the pixel was last drawn (for
+//! drawn colours: whose shown colour is exactly the new one) is left transparent, so
+//! the viewer keeps the earlier pixel, and the frame is cropped to the rectangle of
+//! pixels that did change. A kept pixel is off by at most the tolerance plus the
+//! quantisation of the frame that drew it: the error never accumulates.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,6 +21,13 @@ use image::RgbImage;
 
 /// Largest side of a GIF (its header stores sizes as 16-bit numbers).
 pub const MAX_SIDE: u32 = u16::MAX as u32;
+
+/// A pixel is redrawn when the colour on screen differs from the new frame's by more
+/// than this in some channel (drawn colours: by anything at all).
+pub const KEEP_TOLERANCE: u8 = 4;
+
+/// The palette index that means "keep the previous frame's pixel".
+const TRANSPARENT: u8 = 255;
 
 /// Reserved palette entries beyond this many are not reserved (NeuQuant needs room).
 const MAX_RESERVED: usize = 64;
@@ -34,17 +49,19 @@ pub fn delay_centiseconds(frame_ms: u32) -> u16 {
 /// A frame as palette indices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Quantised {
-    /// RGB triples, at most 256.
+    /// RGB triples, at most 255 (index 255 stays free for transparency).
     pub palette: Vec<u8>,
     /// One palette index per pixel, row-major.
     pub indices: Vec<u8>,
+    /// The first `reserved` entries are the reserved colours.
+    pub reserved: usize,
 }
 
 fn key(p: [u8; 3]) -> u32 {
     u32::from(p[0]) << 16 | u32::from(p[1]) << 8 | u32::from(p[2])
 }
 
-/// Reduce `img` to at most 256 colours, keeping each colour of `reserved` exact (the
+/// Reduce `img` to at most 255 colours, keeping each colour of `reserved` exact (the
 /// first 64 distinct ones). Frames with few colours keep them all exactly.
 pub fn quantise(img: &RgbImage, reserved: &[[u8; 3]]) -> Quantised {
     let mut fixed: Vec<[u8; 3]> = Vec::new();
@@ -58,14 +75,14 @@ pub fn quantise(img: &RgbImage, reserved: &[[u8; 3]]) -> Quantised {
         .enumerate()
         .map(|(i, c)| (key(*c), i as u8))
         .collect();
-    let room = 256 - fixed.len();
+    let room = 255 - fixed.len();
     let mut palette: Vec<u8> = fixed.iter().flatten().copied().collect();
 
     // Few colours: all of them, exactly.
     let mut exact = true;
     for p in img.pixels() {
         if let std::collections::hash_map::Entry::Vacant(e) = index.entry(key(p.0)) {
-            if palette.len() == 3 * 256 {
+            if palette.len() == 3 * 255 {
                 exact = false;
                 break;
             }
@@ -75,7 +92,11 @@ pub fn quantise(img: &RgbImage, reserved: &[[u8; 3]]) -> Quantised {
     }
     if exact {
         let indices = img.pixels().map(|p| index[&key(p.0)]).collect();
-        return Quantised { palette, indices };
+        return Quantised {
+            palette,
+            indices,
+            reserved: fixed.len(),
+        };
     }
 
     // Many colours: NeuQuant over the pixels that are not reserved colours.
@@ -111,7 +132,11 @@ pub fn quantise(img: &RgbImage, reserved: &[[u8; 3]]) -> Quantised {
             i
         })
         .collect();
-    Quantised { palette, indices }
+    Quantised {
+        palette,
+        indices,
+        reserved: base,
+    }
 }
 
 /// Writes frames of one size into a GIF that loops forever.
@@ -121,6 +146,10 @@ pub struct GifWriter<W: Write> {
     height: u32,
     delay: u16,
     frames: usize,
+    /// What the viewer shows after the frames so far (RGB, row-major).
+    shown: Vec<u8>,
+    /// Each pixel's source colour when it was last drawn.
+    anchor: Vec<u8>,
 }
 
 impl<W: Write> GifWriter<W> {
@@ -141,6 +170,8 @@ impl<W: Write> GifWriter<W> {
             height,
             delay: delay_centiseconds(frame_ms),
             frames: 0,
+            shown: Vec::new(),
+            anchor: Vec::new(),
         })
     }
 
@@ -156,19 +187,82 @@ impl<W: Write> GifWriter<W> {
             self.height
         );
         let q = quantise(img, reserved);
-        let mut frame = gif::Frame::from_palette_pixels(
-            self.width as u16,
-            self.height as u16,
-            q.indices,
-            q.palette,
-            None,
-        );
+        let mut frame = if self.shown.is_empty() {
+            self.anchor = img.as_raw().clone();
+            self.shown = q
+                .indices
+                .iter()
+                .flat_map(|&i| {
+                    let i = usize::from(i) * 3;
+                    [q.palette[i], q.palette[i + 1], q.palette[i + 2]]
+                })
+                .collect();
+            gif::Frame::from_palette_pixels(
+                self.width as u16,
+                self.height as u16,
+                q.indices,
+                q.palette,
+                None,
+            )
+        } else {
+            self.changes(img, q)
+        };
         frame.delay = self.delay;
         self.encoder
             .write_frame(&frame)
             .with_context(|| format!("writing GIF frame {}", self.frames))?;
         self.frames += 1;
         Ok(())
+    }
+
+    /// The frame that turns what is shown into `img` (quantised as `q`): unchanged
+    /// pixels transparent, cropped to the changed ones.
+    fn changes(&mut self, img: &RgbImage, mut q: Quantised) -> gif::Frame<'static> {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+        let src = img.as_raw();
+        for (i, idx) in q.indices.iter_mut().enumerate() {
+            let p = usize::from(*idx) * 3;
+            let new = &q.palette[p..p + 3];
+            let shown = &mut self.shown[i * 3..i * 3 + 3];
+            let anchor = &mut self.anchor[i * 3..i * 3 + 3];
+            let now = &src[i * 3..i * 3 + 3];
+            let keep = shown == new
+                || (usize::from(*idx) >= q.reserved
+                    && anchor
+                        .iter()
+                        .zip(now)
+                        .all(|(a, b)| a.abs_diff(*b) <= KEEP_TOLERANCE));
+            if keep {
+                *idx = TRANSPARENT;
+            } else {
+                shown.copy_from_slice(new);
+                anchor.copy_from_slice(now);
+                let (x, y) = (i % w, i / w);
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            }
+        }
+        if x0 > x1 {
+            // Nothing changed: one transparent pixel.
+            (x0, y0, x1, y1) = (0, 0, 0, 0);
+        }
+        let (cw, ch) = (x1 - x0 + 1, y1 - y0 + 1);
+        let mut buffer = Vec::with_capacity(cw * ch);
+        for y in y0..=y1 {
+            buffer.extend_from_slice(&q.indices[y * w + x0..y * w + x1 + 1]);
+        }
+        q.palette.resize(3 * 256, 0);
+        gif::Frame {
+            left: x0 as u16,
+            top: y0 as u16,
+            width: cw as u16,
+            height: ch as u16,
+            buffer: buffer.into(),
+            palette: Some(q.palette),
+            transparent: Some(TRANSPARENT),
+            dispose: gif::DisposalMethod::Keep,
+            ..gif::Frame::default()
+        }
     }
 
     /// Frames written so far.
@@ -183,6 +277,34 @@ impl<W: Write> GifWriter<W> {
     }
 }
 
+/// Decode a GIF as a viewer shows it: each frame composited over the previous ones
+/// (transparent pixels keep what was there). (width, height, frames, delays, repeat).
+#[cfg(test)]
+pub(crate) fn decode_composited(bytes: &[u8]) -> (u32, u32, Vec<RgbImage>, Vec<u16>, gif::Repeat) {
+    let mut opts = gif::DecodeOptions::new();
+    opts.set_color_output(gif::ColorOutput::RGBA);
+    let mut d = opts.read_info(bytes).unwrap();
+    let (w, h) = (u32::from(d.width()), u32::from(d.height()));
+    let mut canvas = RgbImage::new(w, h);
+    let (mut frames, mut delays) = (Vec::new(), Vec::new());
+    while let Some(f) = d.read_next_frame().unwrap() {
+        let (fw, fh) = (u32::from(f.width), u32::from(f.height));
+        for y in 0..fh {
+            for x in 0..fw {
+                let i = ((y * fw + x) * 4) as usize;
+                let p = &f.buffer[i..i + 4];
+                if p[3] != 0 {
+                    let (cx, cy) = (x + u32::from(f.left), y + u32::from(f.top));
+                    canvas.put_pixel(cx, cy, image::Rgb([p[0], p[1], p[2]]));
+                }
+            }
+        }
+        frames.push(canvas.clone());
+        delays.push(f.delay);
+    }
+    (w, h, frames, delays, d.repeat())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,22 +312,8 @@ mod tests {
 
     /// Decode a GIF with the gif crate: (frames as RGB, delays, repeat).
     fn decode(bytes: &[u8]) -> (Vec<RgbImage>, Vec<u16>, gif::Repeat) {
-        let mut opts = gif::DecodeOptions::new();
-        opts.set_color_output(gif::ColorOutput::RGBA);
-        let mut d = opts.read_info(bytes).unwrap();
-        let (w, h) = (u32::from(d.width()), u32::from(d.height()));
-        let (mut frames, mut delays) = (Vec::new(), Vec::new());
-        while let Some(f) = d.read_next_frame().unwrap() {
-            assert_eq!((u32::from(f.width), u32::from(f.height)), (w, h));
-            let rgb = f
-                .buffer
-                .chunks(4)
-                .flat_map(|p| [p[0], p[1], p[2]])
-                .collect();
-            frames.push(RgbImage::from_raw(w, h, rgb).unwrap());
-            delays.push(f.delay);
-        }
-        (frames, delays, d.repeat())
+        let (_, _, frames, delays, repeat) = decode_composited(bytes);
+        (frames, delays, repeat)
     }
 
     /// A photo-like frame: smooth gradients in all three channels (far over 256 colours).
@@ -280,6 +388,50 @@ mod tests {
             let d = mean_abs_diff(f, &img);
             assert!(d < 4.5, "mean abs diff {d}");
         }
+    }
+
+    #[test]
+    fn later_frames_store_only_what_changed_and_show_the_right_picture() {
+        let base = gradient(200, 150);
+        let mut moved = base.clone();
+        // A line is drawn (redrawn) and a patch of the scene changes slightly (within
+        // the tolerance: kept).
+        let red = [230, 25, 75];
+        for x in 40..80 {
+            moved.put_pixel(x, 60, Rgb(red));
+        }
+        for y in 100..110 {
+            for x in 100..120 {
+                let p = moved.get_pixel_mut(x, y);
+                p.0[0] = p.0[0].saturating_add(2);
+            }
+        }
+        let mut out = Vec::new();
+        let mut w = GifWriter::new(&mut out, 200, 150, 100).unwrap();
+        w.add(&base, &[red]).unwrap();
+        w.add(&moved, &[red]).unwrap();
+        w.add(&moved, &[red]).unwrap();
+        w.finish().unwrap();
+        let (_, _, frames, _, _) = decode_composited(&out);
+        assert_eq!(frames.len(), 3);
+        for x in 40..80 {
+            assert_eq!(frames[1].get_pixel(x, 60).0, red);
+        }
+        for f in &frames[1..] {
+            let d = mean_abs_diff(f, &moved);
+            assert!(d < 4.5, "mean abs diff {d}");
+        }
+        // The stored frames: the second is cropped around the change, the third is a
+        // single transparent pixel.
+        let mut opts = gif::DecodeOptions::new();
+        opts.set_color_output(gif::ColorOutput::Indexed);
+        let mut d = opts.read_info(out.as_slice()).unwrap();
+        let sizes: Vec<(u16, u16)> =
+            std::iter::from_fn(|| d.read_next_frame().unwrap().map(|f| (f.width, f.height)))
+                .collect();
+        assert_eq!(sizes[0], (200, 150));
+        assert!(sizes[1].0 < 200 && sizes[1].1 < 150, "{:?}", sizes[1]);
+        assert_eq!(sizes[2], (1, 1));
     }
 
     #[test]

@@ -1,42 +1,78 @@
 //! gifgen: draw a video's detections onto its sampled frames and encode them as an
-//! animated GIF.
+//! animated GIF or an H.264 MP4 (chosen by the output's extension).
 //!
 //! Frames come from vidinfer's own decoder with the sampling the worker used, so frame
 //! indices match the predictions'. The pieces, each usable on its own:
 //! - [`input`]: where the video and the predictions are read from;
 //! - [`plan`]: a predictions document (v2 or legacy) as "what to draw on which frame",
 //!   and the checks that it fits the video;
-//! - [`render`]: decode, match, draw ([`draw`] and its bitmap [`font`]);
-//! - [`encode`]: palette quantisation that keeps drawn colours exact, and the GIF.
+//! - [`render`]: decode, match, draw ([`draw`]: palette, boxes, masks; [`label`]:
+//!   where labels go; [`text`]: the embedded font);
+//! - [`encode`]: palette quantisation that keeps drawn colours exact, and the GIF
+//!   (changed pixels only after the first frame); MP4 goes through
+//!   [`vidinfer_media::video::Mp4Writer`].
 //!
 //! [`run`] ties them together for the binary.
 
 pub mod draw;
 pub mod encode;
-pub mod font;
 pub mod input;
+pub mod label;
 pub mod plan;
 pub mod render;
+pub mod text;
 
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use vidinfer_media::schema::Predictions;
+use vidinfer_media::video::Mp4Writer;
 
 pub use encode::GifWriter;
 pub use plan::{Kind, LegacyOptions, Plan};
 pub use render::{RenderOptions, Summary};
 
-/// One GIF to make.
+/// What the output file is, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// An animated GIF that loops forever.
+    Gif,
+    /// H.264 (yuv420p) in MP4, playable in a browser.
+    Mp4,
+}
+
+impl Format {
+    /// `.gif` or `.mp4` (any case); anything else is refused with the reason.
+    pub fn from_path(output: &Path) -> Result<Format> {
+        let ext = output
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("gif") => Ok(Format::Gif),
+            Some("mp4") => Ok(Format::Mp4),
+            Some(other) => bail!(
+                "the output {} ends in .{other}: gifgen writes .gif or .mp4",
+                output.display()
+            ),
+            None => bail!(
+                "the output {} has no extension: name it .gif or .mp4",
+                output.display()
+            ),
+        }
+    }
+}
+
+/// One GIF or MP4 to make.
 #[derive(Debug, Clone)]
 pub struct Job {
     /// The video's location.
     pub video: String,
     /// The predictions' location.
     pub predictions: String,
-    /// Where the GIF goes.
+    /// Where the GIF or MP4 goes (the extension decides which).
     pub output: PathBuf,
     /// Also write each annotated frame as `frame_NNNNNN.png` (video frame index) here.
     pub frames_dir: Option<PathBuf>,
@@ -52,8 +88,12 @@ pub struct Job {
 pub struct Report {
     pub kind: Kind,
     pub summary: Summary,
-    /// Things the user may want to know (e.g. `--masks` with no masks to draw).
+    /// Things the user may want to know (e.g. `--masks` with no masks to draw, the
+    /// geometry a legacy array was read with).
     pub notes: Vec<String>,
+    /// Signs that the picture may be wrong (legacy boxes that do not look like they
+    /// belong to the frame size they were read in).
+    pub warnings: Vec<String>,
 }
 
 /// Read the predictions as a plan (parsing either document kind).
@@ -73,14 +113,22 @@ pub fn frame_file_name(index: u64) -> String {
     format!("frame_{index:06}.png")
 }
 
-/// Make the GIF (and the PNGs) for `job`. `progress(done, total)` is called as frames
-/// are finished. The GIF appears at `job.output` only when everything succeeded.
-///
-/// Two threads share the work: this one decodes and draws, a second one quantises,
-/// encodes and writes, a couple of frames behind.
-pub fn run(job: &Job, progress: impl FnMut(usize, usize) + Send) -> Result<Report> {
-    let plan = load_plan(&job.predictions, &job.legacy)?;
-    let mut notes = Vec::new();
+/// Check what can be checked before anything is read or decoded: the output's kind
+/// and directory, and the options that depend on the kind. Returns the kind.
+pub fn check(job: &Job) -> Result<Format> {
+    let format = Format::from_path(&job.output)?;
+    partial_path(&job.output)?;
+    ensure!(
+        !job.render.all_frames || format == Format::Mp4,
+        "--all-frames writes every frame of the video: give an .mp4 output (a GIF of \
+         every frame would be enormous)"
+    );
+    Ok(format)
+}
+
+/// Notes about what the options will do with this plan.
+fn notes_for(job: &Job, plan: &Plan) -> Vec<String> {
+    let mut notes: Vec<String> = plan.describe_geometry().into_iter().collect();
     if job.render.masks && !plan.has_masks {
         notes.push(match plan.kind {
             Kind::Legacy => "legacy predictions carry no masks: --masks draws nothing".into(),
@@ -101,6 +149,19 @@ pub fn run(job: &Job, progress: impl FnMut(usize, usize) + Send) -> Result<Repor
                 .into(),
         );
     }
+    notes
+}
+
+/// Make the GIF or MP4 (and the PNGs) for `job`. `progress(done, total)` is called as
+/// frames are finished (`total` 0: not known). The output appears at `job.output` only
+/// when everything succeeded.
+///
+/// Two threads share the work: this one decodes and draws, a second one encodes and
+/// writes, a couple of frames behind.
+pub fn run(job: &Job, progress: impl FnMut(usize, usize) + Send) -> Result<Report> {
+    let format = check(job)?;
+    let plan = load_plan(&job.predictions, &job.legacy)?;
+    let notes = notes_for(job, &plan);
     // `_download` keeps a downloaded (s3://) video on disk until rendering ends.
     let (source, _download) = input::video_source(&job.video)?;
     let partial = partial_path(&job.output)?;
@@ -108,17 +169,40 @@ pub fn run(job: &Job, progress: impl FnMut(usize, usize) + Send) -> Result<Repor
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the frames directory {}", dir.display()))?;
     }
-    let file = File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
-    let total = plan.frames.len();
+    let render_opts = RenderOptions {
+        even_size: format == Format::Mp4,
+        ..job.render.clone()
+    };
     let result = std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<render::RenderedFrame>(2);
-        let writer = scope.spawn(move || write_frames(job, file, rx, total, progress));
-        let rendered = render::render(source, &job.video, &plan, &job.render, |frame| {
+        // The GIF's file is made here, so a path that cannot be written fails before
+        // any decoding; FFmpeg's MP4 writer is made on the writing thread.
+        let gif_file = match format {
+            Format::Gif => Some(
+                File::create(&partial)
+                    .with_context(|| format!("creating {}", partial.display()))?,
+            ),
+            Format::Mp4 => None,
+        };
+        let writer = scope.spawn(|| {
+            let sink = match gif_file {
+                Some(file) => Sink::Gif {
+                    file: Some(file),
+                    gif: None,
+                },
+                None => Sink::Mp4 {
+                    path: partial.clone(),
+                    mp4: None,
+                },
+            };
+            write_frames(job, sink, rx, progress)
+        });
+        let rendered = render::render(source, &job.video, &plan, &render_opts, |frame| {
             tx.send(frame)
-                .map_err(|_| anyhow::anyhow!("the GIF writer stopped"))
+                .map_err(|_| anyhow::anyhow!("the writer stopped"))
         });
         drop(tx);
-        let written = writer.join().expect("the GIF writer panicked");
+        let written = writer.join().expect("the writer panicked");
         match (rendered, written) {
             (Ok(summary), Ok(())) => Ok(summary),
             // A failed writer is why the renderer stopped: its error is the cause.
@@ -133,6 +217,7 @@ pub fn run(job: &Job, progress: impl FnMut(usize, usize) + Send) -> Result<Repor
                 kind: plan.kind,
                 summary,
                 notes,
+                warnings: plan.geometry_warning().into_iter().collect(),
             })
         }
         Err(e) => {
@@ -142,16 +227,86 @@ pub fn run(job: &Job, progress: impl FnMut(usize, usize) + Send) -> Result<Repor
     }
 }
 
-/// The writing side of [`run`]: PNGs, then the frame into the GIF.
+/// Where the frames go: a GIF (started on the first frame, when its size is known)
+/// or an MP4.
+enum Sink {
+    Gif {
+        file: Option<File>,
+        gif: Option<GifWriter<BufWriter<File>>>,
+    },
+    Mp4 {
+        path: PathBuf,
+        mp4: Option<Mp4Writer>,
+    },
+}
+
+impl Sink {
+    /// Add a frame; returns the frames written so far.
+    fn add(&mut self, job: &Job, frame: &render::RenderedFrame) -> Result<usize> {
+        let (w, h) = frame.image.dimensions();
+        match self {
+            Sink::Gif { file, gif } => {
+                let writer = match gif {
+                    Some(g) => g,
+                    None => {
+                        let f = file.take().expect("the file is taken once");
+                        gif.insert(GifWriter::new(BufWriter::new(f), w, h, job.frame_ms)?)
+                    }
+                };
+                writer.add(&frame.image, &frame.colours)?;
+                Ok(writer.frames())
+            }
+            Sink::Mp4 { path, mp4 } => {
+                let all = job.render.all_frames;
+                let writer = match mp4 {
+                    Some(m) => m,
+                    None => {
+                        let fps = match frame.video_fps {
+                            Some(f) if all => f,
+                            _ => 1000.0 / f64::from(job.frame_ms.max(1)),
+                        };
+                        mp4.insert(
+                            Mp4Writer::create(path, w, h, fps)
+                                .with_context(|| format!("creating {}", path.display()))?,
+                        )
+                    }
+                };
+                let pts_ms = if all {
+                    (frame.pts_s * 1000.0).round() as i64
+                } else {
+                    writer.frames() as i64 * i64::from(job.frame_ms)
+                };
+                writer
+                    .add(frame.image.as_raw(), pts_ms)
+                    .context("writing the MP4")?;
+                Ok(writer.frames())
+            }
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Sink::Gif { gif: Some(gif), .. } => {
+                let mut out = gif.finish()?;
+                std::io::Write::flush(&mut out).context("writing the GIF")
+            }
+            Sink::Mp4 { mp4: Some(mp4), .. } => {
+                mp4.finish().context("finishing the MP4")?;
+                Ok(())
+            }
+            // No frames at all: the renderer reports why (the predictions do not fit).
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The writing side of [`run`]: PNGs, then the frame into the GIF or MP4.
 fn write_frames(
     job: &Job,
-    file: File,
+    mut sink: Sink,
     frames: std::sync::mpsc::Receiver<render::RenderedFrame>,
-    total: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<()> {
-    let mut file = Some(file);
-    let mut gif: Option<GifWriter<BufWriter<File>>> = None;
     for frame in frames {
         if let Some(dir) = &job.frames_dir {
             let path = dir.join(frame_file_name(frame.index));
@@ -160,23 +315,10 @@ fn write_frames(
                 .save(&path)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        let writer = match &mut gif {
-            Some(g) => g,
-            None => {
-                let (w, h) = frame.image.dimensions();
-                let f = file.take().expect("the file is taken once");
-                gif.insert(GifWriter::new(BufWriter::new(f), w, h, job.frame_ms)?)
-            }
-        };
-        writer.add(&frame.image, &frame.colours)?;
-        progress(writer.frames(), total);
+        let done = sink.add(job, &frame)?;
+        progress(done, frame.expected);
     }
-    // No frames at all: the renderer reports why (the predictions do not fit).
-    if let Some(gif) = gif {
-        let mut out = gif.finish()?;
-        std::io::Write::flush(&mut out).context("writing the GIF")?;
-    }
-    Ok(())
+    sink.finish()
 }
 
 /// `out.gif` is written as `out.gif.partial` next to it, then renamed.
@@ -207,23 +349,17 @@ mod tests {
         p.to_str().unwrap().to_string()
     }
 
-    /// Decode a GIF with the gif crate: (width, height, RGB frames, delays, repeat).
+    /// Decode a GIF as a viewer shows it: (width, height, RGB frames, delays, repeat).
     fn decode_gif(path: &Path) -> (u32, u32, Vec<Vec<u8>>, Vec<u16>, gif::Repeat) {
-        let mut opts = gif::DecodeOptions::new();
-        opts.set_color_output(gif::ColorOutput::RGBA);
-        let mut d = opts.read_info(File::open(path).unwrap()).unwrap();
-        let (w, h) = (u32::from(d.width()), u32::from(d.height()));
-        let (mut frames, mut delays) = (Vec::new(), Vec::new());
-        while let Some(f) = d.read_next_frame().unwrap() {
-            frames.push(
-                f.buffer
-                    .chunks(4)
-                    .flat_map(|p| [p[0], p[1], p[2]])
-                    .collect(),
-            );
-            delays.push(f.delay);
-        }
-        (w, h, frames, delays, d.repeat())
+        let (w, h, frames, delays, repeat) =
+            encode::decode_composited(&std::fs::read(path).unwrap());
+        (
+            w,
+            h,
+            frames.into_iter().map(|f| f.into_raw()).collect(),
+            delays,
+            repeat,
+        )
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `gifgen`: render an annotated GIF from a video and its detections. This file is the
-//! command line only; reading, matching, drawing and encoding live in the library.
+//! `gifgen`: render an annotated GIF or MP4 from a video and its detections. This file
+//! is the command line only; reading, matching, drawing and encoding live in the
+//! library.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,8 +13,10 @@ use gifgen::{plan, Job, Kind, LegacyOptions, RenderOptions};
 
 const LONG_ABOUT: &str = "\
 Render the sampled frames of a video with their detections drawn on them (a box in a \
-stable colour per class, a \"name: score\" label, optionally the instance mask) into an \
-animated GIF that loops forever.
+stable colour per class or track, a \"name score\" label, optionally the instance mask) \
+into an animated GIF that loops forever, or an H.264 MP4 that plays in a browser: the \
+output's extension (.gif or .mp4) decides. Labels never cover one another: on a crowded \
+picture they move aside, shrink to the class name, or are left out.
 
 Two kinds of predictions are read:
   * vidinfer/v2 documents (`vidinfer-worker run`): the sampling is taken from the \
@@ -33,12 +36,15 @@ Examples:
   # Tracks: one colour per object and the path it took:
   gifgen --video clip.mp4 --predictions clip.json -o tracks.gif --color-by track --trails
 
+  # An MP4 at the video's own speed: every frame, each with the latest sample's boxes:
+  gifgen --video clip.mp4 --predictions clip.json -o clip.mp4 --all-frames
+
   # Output of the old pipeline, with the old script's flags:
   gifgen --video clip.mp4 --predictions legacy.json --output-path clip.gif \\
       --frame-interval 30 --frame-width 1024 --frame-height 1024 --score-threshold 0.9 \\
       --frames-dir frames/";
 
-/// Render a video's detections into an annotated, looping GIF.
+/// Render a video's detections into an annotated, looping GIF or an MP4.
 #[derive(Parser, Debug)]
 #[command(name = "gifgen", version, long_about = LONG_ABOUT)]
 struct Cli {
@@ -50,7 +56,8 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     predictions: String,
 
-    /// Where to write the GIF (written as <PATH>.partial, renamed when complete).
+    /// Where to write the result: .gif or .mp4 (written as <PATH>.partial, renamed
+    /// when complete).
     #[arg(
         short = 'o',
         long = "output",
@@ -93,6 +100,12 @@ struct Cli {
     /// sampled frames, in the track's colour.
     #[arg(long)]
     trails: bool,
+
+    /// MP4 only: draw every frame of the video, each with the latest sampled frame's
+    /// detections, so the result plays at the video's own speed (--fps and
+    /// --frame-duration-ms then do not apply).
+    #[arg(long)]
+    all_frames: bool,
 
     /// Also write every annotated frame as a PNG into this directory, named
     /// frame_NNNNNN.png after the frame's index in the video.
@@ -226,6 +239,8 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
             masks: cli.masks,
             color_by: cli.color_by,
             trails: cli.trails,
+            all_frames: cli.all_frames,
+            even_size: false,
         },
         legacy: LegacyOptions {
             frame_interval: cli.frame_interval,
@@ -234,6 +249,8 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
             classes,
         },
     };
+    // Everything about the output is checked before anything is read or decoded.
+    let format = gifgen::check(&job)?;
     let mut bar: Option<indicatif::ProgressBar> = None;
     let show_progress = std::io::stderr().is_terminal();
     let report = gifgen::run(&job, |done, total| {
@@ -241,13 +258,16 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
             return;
         }
         let b = bar.get_or_insert_with(|| {
+            let template = if total == 0 {
+                "{spinner} drawing frames {pos} ({elapsed})"
+            } else {
+                "{spinner} drawing frames [{bar:30}] {pos}/{len} ({elapsed})"
+            };
             let b = indicatif::ProgressBar::new(total as u64);
             b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} drawing frames [{bar:30}] {pos}/{len} ({elapsed})",
-                )
-                .expect("a valid template")
-                .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template(template)
+                    .expect("a valid template")
+                    .progress_chars("=> "),
             );
             b
         });
@@ -263,14 +283,24 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
     for note in &report.notes {
         eprintln!("note: {note}");
     }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     let s = &report.summary;
+    let pace = match (format, cli.all_frames) {
+        (gifgen::Format::Mp4, true) => "at the video's own speed".to_string(),
+        (gifgen::Format::Mp4, false) => format!("{frame_ms} ms each"),
+        (gifgen::Format::Gif, _) => format!(
+            "{} ms each",
+            u32::from(gifgen::encode::delay_centiseconds(frame_ms)) * 10
+        ),
+    };
     eprintln!(
-        "wrote {}: {} frames, {}x{}, {} ms each",
+        "wrote {}: {} frames, {}x{}, {pace}",
         cli.output.display(),
         s.frames,
         s.width,
         s.height,
-        u32::from(gifgen::encode::delay_centiseconds(frame_ms)) * 10
     );
     Ok(())
 }

@@ -39,7 +39,7 @@ pub struct Detection {
 }
 
 /// The detections of one sampled frame.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlannedFrame {
     /// The frame's presentation index (v2); legacy frames are known only by position.
     pub index: Option<u64>,
@@ -244,6 +244,44 @@ impl Plan {
         }
     }
 
+    /// For a legacy array: the geometry it is read with, in words.
+    pub fn describe_geometry(&self) -> Option<String> {
+        let (fw, fh) = self.box_frame?;
+        Some(format!(
+            "legacy predictions read as {} with boxes in a {fw}x{fh} picture stretched \
+             over the video (--frame-interval, --frame-width, --frame-height)",
+            describe_sampling(self.sampling)
+        ))
+    }
+
+    /// For a legacy array: a warning when its boxes cannot have come from the frame
+    /// size it is read with — every box (of at least three) inside the top-left
+    /// quarter, as boxes made on a smaller frame look.
+    pub fn geometry_warning(&self) -> Option<String> {
+        let (fw, fh) = self.box_frame?;
+        let boxes: Vec<[f32; 4]> = self
+            .frames
+            .iter()
+            .flat_map(|f| f.detections.iter().map(|d| d.bbox))
+            .collect();
+        if boxes.len() < 3 {
+            return None;
+        }
+        let max_x = boxes.iter().map(|b| b[2]).fold(0.0f32, f32::max);
+        let max_y = boxes.iter().map(|b| b[3]).fold(0.0f32, f32::max);
+        (max_x <= fw as f32 / 2.0 && max_y <= fh as f32 / 2.0).then(|| {
+            format!(
+                "all {} boxes lie within the top-left {}x{} of the {fw}x{fh} frame they are \
+                 read in: were they made on a smaller frame? Pass its size with \
+                 --frame-width/--frame-height (vidinfer's legacy output is in the \
+                 stretched {fw}x{fh} frame unless the worker was given another --resize)",
+                boxes.len(),
+                max_x.ceil(),
+                max_y.ceil()
+            )
+        })
+    }
+
     fn frame_name(&self, position: usize) -> String {
         match self.frames[position].index {
             Some(i) => format!("frame index {i}"),
@@ -366,6 +404,16 @@ impl<'a> Matcher<'a> {
                 self.unmatched.get_or_insert(index);
                 None
             }
+        }
+    }
+
+    /// Whether the frame with presentation index `index` is one of the sampled frames
+    /// (for decoding every frame and picking the samples out): every Nth frame by the
+    /// rule, frames sampled by rate by the document's own list.
+    pub fn is_sampled(&self, index: u64) -> bool {
+        match self.plan.sampling {
+            Sampling::EveryNth(n) => index % u64::from(n.max(1)) == 0,
+            Sampling::Fps(_) => self.by_index.contains_key(&index),
         }
     }
 

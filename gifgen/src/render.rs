@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use anyhow::{ensure, Context, Result};
 use image::imageops::{self, FilterType};
 use image::RgbImage;
-use vidinfer_media::video::{DecodeOptions, Decoder, Resize, Source};
+use vidinfer_media::video::{DecodeOptions, Decoder, Resize, Sampling, Source};
 
 use crate::draw::{self, MaskRef, Overlay, Style};
 use crate::encode::MAX_SIDE;
@@ -25,6 +25,11 @@ pub struct RenderOptions {
     pub color_by: ColorBy,
     /// Draw each track's recent path (its box centres over the last sampled frames).
     pub trails: bool,
+    /// Draw every frame of the video, each with the latest sampled frame's detections
+    /// (for video output), instead of the sampled frames only.
+    pub all_frames: bool,
+    /// Round the output size down to even numbers (H.264's yuv420p needs them).
+    pub even_size: bool,
 }
 
 impl Default for RenderOptions {
@@ -35,6 +40,8 @@ impl Default for RenderOptions {
             masks: false,
             color_by: ColorBy::Class,
             trails: false,
+            all_frames: false,
+            even_size: false,
         }
     }
 }
@@ -66,7 +73,12 @@ impl Trails {
     /// Add this frame's centres and forget what is older than [`TRAIL_FRAMES`].
     fn advance(&mut self, position: u64, centres: &[(u64, Centre)]) {
         for &(id, c) in centres {
-            self.paths.entry(id).or_default().push((position, c));
+            let path = self.paths.entry(id).or_default();
+            // A frame drawn again (every frame of the video shows the latest sample)
+            // adds nothing.
+            if path.last().map(|p| p.0) != Some(position) {
+                path.push((position, c));
+            }
         }
         let oldest = position.saturating_sub(TRAIL_FRAMES);
         self.paths.retain(|_, p| {
@@ -123,9 +135,13 @@ pub struct Canvas {
 }
 
 impl Canvas {
-    /// A canvas for `plan` over a `width`x`height` video, drawn at `out_width` wide.
-    pub fn new(plan: &Plan, width: u32, height: u32, out_width: Option<u32>) -> Result<Canvas> {
-        let (ow, oh) = output_size(width, height, out_width)?;
+    /// A canvas for `plan` over a `width`x`height` video, drawn at `opts.width` wide
+    /// (rounded down to even sizes with `opts.even_size`).
+    pub fn new(plan: &Plan, width: u32, height: u32, opts: &RenderOptions) -> Result<Canvas> {
+        let (mut ow, mut oh) = output_size(width, height, opts.width)?;
+        if opts.even_size {
+            (ow, oh) = ((ow & !1).max(2), (oh & !1).max(2));
+        }
         let (bx, by) = plan.box_scale(width, height);
         Ok(Canvas {
             source: (width, height),
@@ -189,9 +205,10 @@ impl Canvas {
                     _ => draw::class_colour(d.label_id),
                 },
                 text: match d.track_id {
-                    Some(id) => format!("#{id} {}: {:.2}", d.label, d.score),
-                    None => format!("{}: {:.2}", d.label, d.score),
+                    Some(id) => format!("#{id} {} {:.2}", d.label, d.score),
+                    None => format!("{} {:.2}", d.label, d.score),
                 },
+                short: d.label.clone(),
                 score: d.score,
                 bbox: [
                     f64::from(d.bbox[0]) * sx,
@@ -224,7 +241,7 @@ impl Canvas {
             trails.advance(position, &centres);
             colours = trails.draw(&mut img, self.style);
         }
-        for c in draw::annotate(&mut img, &overlays, self.style) {
+        for c in draw::annotate(&mut img, &overlays, self.style).colours {
             if !colours.contains(&c) {
                 colours.push(c);
             }
@@ -238,6 +255,12 @@ impl Canvas {
 pub struct RenderedFrame {
     /// The frame's presentation index in the video.
     pub index: u64,
+    /// Its presentation time in seconds.
+    pub pts_s: f64,
+    /// The video's frame rate, when the container states it.
+    pub video_fps: Option<f64>,
+    /// How many frames the output is expected to get (0: unknown).
+    pub expected: usize,
     /// Its position among the predictions' frames.
     pub position: usize,
     pub image: RgbImage,
@@ -253,10 +276,10 @@ pub struct Summary {
     pub height: u32,
 }
 
-/// Decode `source` with the plan's sampling, check the plan fits it, and hand each
-/// annotated frame to `on_frame` in presentation order. `name` is how the video is
-/// called in messages. Fails when the predictions do not fit the video; frames already
-/// handed over are then to be discarded.
+/// Decode `source` with the plan's sampling (every frame with `opts.all_frames`),
+/// check the plan fits it, and hand each annotated frame to `on_frame` in presentation
+/// order. `name` is how the video is called in messages. Fails when the predictions do
+/// not fit the video; frames already handed over are then to be discarded.
 pub fn render(
     source: Source,
     name: &str,
@@ -264,10 +287,15 @@ pub fn render(
     opts: &RenderOptions,
     mut on_frame: impl FnMut(RenderedFrame) -> Result<()>,
 ) -> Result<Summary> {
+    let sampling = if opts.all_frames {
+        Sampling::EveryNth(1)
+    } else {
+        plan.sampling
+    };
     let mut decoder = Decoder::open(
         source,
         DecodeOptions {
-            sampling: plan.sampling,
+            sampling,
             resize: Resize::Original,
             ..Default::default()
         },
@@ -275,24 +303,43 @@ pub fn render(
     .with_context(|| format!("opening the video {name}"))?;
     let info = decoder.info().clone();
     plan.check_video(name, info.width, info.height)?;
-    let canvas = Canvas::new(plan, info.width, info.height, opts.width)?;
+    let canvas = Canvas::new(plan, info.width, info.height, opts)?;
     let mut matcher = plan.matcher();
     let mut trails = Trails::default();
+    let expected = if opts.all_frames {
+        info.frames.unwrap_or(0) as usize
+    } else {
+        plan.frames.len()
+    };
+    let mut latest: Option<(usize, &PlannedFrame)> = None;
     let mut frames = 0;
     while let Some(frame) = decoder
         .next_frame()
         .with_context(|| format!("decoding the video {name}"))?
     {
-        let Some((position, planned)) = matcher.next(frame.meta.index) else {
-            continue;
-        };
+        let index = frame.meta.index;
+        if !opts.all_frames || matcher.is_sampled(index) {
+            latest = matcher
+                .next(index)
+                .or(if opts.all_frames { latest } else { None });
+            if !opts.all_frames && latest.is_none() {
+                continue;
+            }
+        }
         let picture = RgbImage::from_raw(frame.meta.width, frame.meta.height, frame.rgb)
             .context("the decoder returned a picture of the wrong size")?;
-        let (image, colours) =
-            canvas.draw_frame(picture, planned, position as u64, opts, &mut trails);
+        let (image, colours) = match latest {
+            Some((position, planned)) => {
+                canvas.draw_frame(picture, planned, position as u64, opts, &mut trails)
+            }
+            None => canvas.draw(picture, &PlannedFrame::default(), opts),
+        };
         on_frame(RenderedFrame {
-            index: frame.meta.index,
-            position,
+            index,
+            pts_s: frame.meta.pts_s,
+            video_fps: info.fps,
+            expected,
+            position: latest.map_or(0, |l| l.0),
             image,
             colours,
         })?;
@@ -313,7 +360,6 @@ mod tests {
     use crate::plan::{Detection, Kind};
     use image::Rgb;
     use vidinfer_media::schema::Rle;
-    use vidinfer_media::video::Sampling;
 
     fn det(label_id: i64, score: f32, bbox: [f32; 4]) -> Detection {
         Detection {
@@ -366,7 +412,7 @@ mod tests {
             ],
             None,
         );
-        let canvas = Canvas::new(&p, 320, 240, None).unwrap();
+        let canvas = Canvas::new(&p, 320, 240, &RenderOptions::default()).unwrap();
         let pic = RgbImage::from_pixel(320, 240, GREY);
         let opts = RenderOptions::default();
         let (img, colours) = canvas.draw(pic.clone(), &p.frames[0], &opts);
@@ -399,7 +445,7 @@ mod tests {
             ..RenderOptions::default()
         };
         let p = plan(vec![tracked(3, 20.0), tracked(4, 200.0)], None);
-        let canvas = Canvas::new(&p, 320, 240, None).unwrap();
+        let canvas = Canvas::new(&p, 320, 240, &RenderOptions::default()).unwrap();
         let (img, colours) = canvas.draw(pic.clone(), &p.frames[0], &by_track);
         // Same class, two tracks: two colours, neither the class colour.
         assert_eq!(img.get_pixel(20, 115).0, draw::track_colour(3));
@@ -433,7 +479,16 @@ mod tests {
             vec![det(1, 0.99, [128.0, 512.0, 512.0, 1024.0])],
             Some((1024, 1024)),
         );
-        let canvas = Canvas::new(&p, 320, 240, Some(160)).unwrap();
+        let canvas = Canvas::new(
+            &p,
+            320,
+            240,
+            &RenderOptions {
+                width: Some(160),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(canvas.output, (160, 120));
         let (img, _) = canvas.draw(
             RgbImage::from_pixel(320, 240, GREY),
@@ -458,17 +513,26 @@ mod tests {
         let mut d = det(1, 0.99, [0.0, 0.0, 4.0, 2.0]);
         d.mask = Some(rle);
         let p = plan(vec![d], None);
-        let canvas = Canvas::new(&p, 4, 2, Some(40)).unwrap();
+        let canvas = Canvas::new(
+            &p,
+            4,
+            2,
+            &RenderOptions {
+                width: Some(400),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let pic = RgbImage::from_pixel(4, 2, Rgb([0, 0, 0]));
         let (plain, _) = canvas.draw(pic.clone(), &p.frames[0], &Default::default());
-        assert_eq!(plain.get_pixel(10, 10).0, [0, 0, 0]);
+        assert_eq!(plain.get_pixel(100, 150).0, [0, 0, 0]);
         let masked = RenderOptions {
             masks: true,
             ..Default::default()
         };
         let (img, _) = canvas.draw(pic, &p.frames[0], &masked);
         let tint = class_colour(1).map(|c| (f32::from(c) * draw::MASK_ALPHA).round() as u8);
-        assert_eq!(img.get_pixel(10, 10).0, tint);
-        assert_eq!(img.get_pixel(30, 10).0, [0, 0, 0]);
+        assert_eq!(img.get_pixel(100, 150).0, tint);
+        assert_eq!(img.get_pixel(300, 150).0, [0, 0, 0]);
     }
 }

@@ -94,9 +94,10 @@ pub struct ParamArgs {
     #[arg(long, env = "FRAME_HEIGHT", default_value_t = 1024)]
     pub frame_height: u32,
 
-    /// How frames are brought to the frame size.
-    #[arg(long, env = "VIDINFER_RESIZE", value_enum, default_value = "fit")]
-    pub resize: ResizeMode,
+    /// How frames are brought to the frame size [default: fit; with --format legacy,
+    /// stretch, so the legacy array is in the old system's 1024x1024 coordinates].
+    #[arg(long, env = "VIDINFER_RESIZE", value_enum)]
+    pub resize: Option<ResizeMode>,
 
     /// Drop detections scoring below this (default: keep what the model returns).
     #[arg(long, env = "VIDINFER_MIN_SCORE")]
@@ -146,11 +147,11 @@ impl ParamArgs {
     /// The job parameters these flags describe, checked by the same validator as a
     /// request's custom attributes and `params` ([`Overrides::apply`]).
     pub fn params(&self) -> anyhow::Result<Params> {
-        let resize = match self.resize {
+        let resize = self.resize.map(|r| match r {
             ResizeMode::Fit => "fit",
             ResizeMode::Stretch => "stretch",
             ResizeMode::Original => "original",
-        };
+        });
         let flags = Overrides {
             frame_interval: self.fps.is_none().then_some(self.frame_interval),
             fps: self.fps,
@@ -163,7 +164,7 @@ impl ParamArgs {
                 .to_string(),
             ),
             masks: Some(self.masks),
-            resize: Some(resize.to_string()),
+            resize: resize.map(str::to_string),
             frame_width: Some(self.frame_width),
             frame_height: Some(self.frame_height),
             track: Some(self.track),

@@ -291,3 +291,39 @@ async fn every_case_gets_its_documented_notification_from_sqs() {
     let _ = worker.wait();
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// `run --format legacy` writes the legacy array in the old system's coordinates (each
+/// frame stretched to 1024x1024) unless a resize is chosen: the same bytes as an
+/// explicit `--resize stretch`, and boxes beyond the 320x240 video's own width.
+#[test]
+fn run_writes_legacy_boxes_in_the_stretched_frame_by_default() {
+    let dir = scratch();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let status = Command::new(exe())
+            .arg("run")
+            .arg(sample_video())
+            .args(["--model", fixture_model().to_str().unwrap()])
+            .args(["--frame-interval", "50", "--format", "legacy", "--output"])
+            .arg(&out)
+            .args(extra)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{name}");
+        let bytes = std::fs::read(&out).unwrap();
+        let frames: Vec<vidinfer::schema::LegacyFrame> = serde_json::from_slice(&bytes).unwrap();
+        let max_x = frames
+            .iter()
+            .flat_map(|f| &f.boxes)
+            .map(|b| b[2])
+            .fold(0.0f32, f32::max);
+        (bytes, max_x)
+    };
+    let (default, default_x) = run("default.json", &[]);
+    let (stretch, _) = run("stretch.json", &["--resize", "stretch"]);
+    let (_, fit_x) = run("fit.json", &["--resize", "fit"]);
+    assert_eq!(default, stretch);
+    assert!(default_x > 330.0, "{default_x}");
+    assert!(fit_x <= 320.5, "{fit_x}");
+}

@@ -24,11 +24,13 @@
 //!   synthetic timestamp sequences.
 //! - [`Converter`] (`convert.rs`): scaling, pixel format and rotation of a kept
 //!   picture into a [`Frame`].
+//! - [`Mp4Writer`] (`encode.rs`): the way back, RGB pictures to an H.264 MP4 (gifgen).
 //! - [`Decoder`] (`decoder.rs`): the FFmpeg plumbing — input, allow-lists, limits,
 //!   the look-ahead of packets, the decoder's skip flag — composing the two.
 
 mod convert;
 mod decoder;
+mod encode;
 mod ranker;
 
 use std::io::{Read, Seek};
@@ -40,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 pub use convert::{target_size, Converter};
 pub use decoder::{probe, Decoder};
+pub use encode::Mp4Writer;
 pub use ranker::{Degrade, Placement, Ranker, Slot};
 
 /// Container formats FFmpeg may open. Formats that name other resources (HLS and DASH
