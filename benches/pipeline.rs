@@ -33,7 +33,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_config::{BehaviorVersion, Region};
 use vidinfer::model::{Model, ModelConfig};
@@ -45,7 +45,7 @@ use vidinfer::video::{Resize, Sampling, Source};
 
 use common::moto::Moto;
 use common::venv_python;
-use support::{cache_dir, ffmpeg, x264_clip};
+use support::{cache_dir, ffmpeg, measure, release_binary, status_kib, x264_clip};
 
 // The test harness's moto server and venv lookup (the bench starts AWS the same way).
 #[path = "../tests/common/mod.rs"]
@@ -439,104 +439,9 @@ fn overhead_heavy(b: &Bench, hd: &S3Uri) {
     );
 }
 
-/// A field of `/proc/{pid}/status` (`self` for this process) in KiB: `VmRSS`,
-/// `RssAnon`, ...
-fn status_kib(pid: &str, field: &str) -> Option<i64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
-        l.strip_prefix(field)?
-            .strip_prefix(':')?
-            .trim()
-            .strip_suffix("kB")?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-/// What one measured process used.
-struct Usage {
-    /// `ru_maxrss` from `wait4`: peak resident set, shared-library pages included.
-    peak_kib: i64,
-    /// Largest `RssAnon` seen sampling every 20 ms: heap and other private memory,
-    /// without the file pages of LibTorch's libraries (which the page cache decides).
-    anon_kib: i64,
-    seconds: f64,
-}
-
-/// Run a command to completion and measure it: its own peak RSS (`ru_maxrss` of
-/// `wait4` on that one child, so nothing else on the machine counts) and, sampled, its
-/// anonymous memory.
-///
-/// A child's `ru_maxrss` starts from the memory map it had when it called exec: with
-/// `posix_spawn` (std's default, a vfork) that is this process's map, so the child
-/// would report this process's own peak. A `pre_exec` hook makes std fork instead,
-/// which leaves only the pages a fork copies (about this process's anonymous RSS) as a
-/// floor; the caller runs this before any model is loaded to keep that floor low.
-fn measure(cmd: &mut Command) -> Result<Usage, String> {
-    use std::os::unix::process::CommandExt;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    // SAFETY: the hook does nothing, so it cannot break the async-signal-safety rules
-    // that apply between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| Ok(()));
-    }
-    let start = Instant::now();
-    let child = cmd.spawn().map_err(|e| e.to_string())?;
-    let pid = child.id() as libc::pid_t;
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let done = done.clone();
-        let pid = pid.to_string();
-        std::thread::spawn(move || {
-            let mut max = 0;
-            while !done.load(Ordering::Relaxed) {
-                max = max.max(status_kib(&pid, "RssAnon").unwrap_or(0));
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            max
-        })
-    };
-    let mut status = 0;
-    // SAFETY: rusage is plain old data; wait4 fills it for the child we just spawned.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = loop {
-        // SAFETY: `status` and `usage` are valid for writes; `pid` is our own child,
-        // which `Child` never waits for once we have reaped it here.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            break Err(format!("wait4: {err}"));
-        }
-    };
-    let seconds = start.elapsed().as_secs_f64();
-    done.store(true, Ordering::Relaxed);
-    let anon_kib = sampler.join().unwrap_or(0);
-    waited?;
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(format!("exited with status {status:#x}"));
-    }
-    Ok(Usage {
-        peak_kib: usage.ru_maxrss,
-        anon_kib,
-        seconds,
-    })
-}
-
 /// The release `vidinfer-worker` next to this bench's own binary (target/release/deps/..).
 fn worker_binary() -> Option<PathBuf> {
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|e| Some(e.parent()?.parent()?.join("vidinfer-worker")));
-    let from_env = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|d| PathBuf::from(d).join("release/vidinfer-worker"));
-    [beside, from_env]
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
+    release_binary("vidinfer-worker")
 }
 
 fn section_memory(b: &Bench, short: &Path, long: &Path) {
