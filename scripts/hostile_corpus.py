@@ -33,7 +33,13 @@ import sys
 
 
 def ffmpeg(*args):
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+    # -nostdin: ffmpeg otherwise reads keys from a terminal it inherits (a test run from
+    # a shell) and can sit in its interactive prompt.
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def noise(n, seed):

@@ -32,6 +32,34 @@ use crate::video::VideoError;
 /// SageMaker's header for per-request attributes (`format=legacy;frame_interval=15`).
 pub const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
 
+/// SageMaker's id of an asynchronous inference, when it forwards one.
+pub const INFERENCE_ID: &str = "x-amzn-sagemaker-inference-id";
+
+/// The request id header: read when SageMaker's is absent, and always answered with
+/// the id the request was logged under.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The id a request is logged and answered under: SageMaker's inference id, else the
+/// caller's `X-Request-Id`, else a new UUID. A header that is not short visible ASCII
+/// (at most 128 characters) is not trusted into the logs and is replaced too.
+pub fn request_id(headers: &HeaderMap) -> String {
+    [INFERENCE_ID, REQUEST_ID]
+        .iter()
+        .filter_map(|h| headers.get(*h)?.to_str().ok())
+        .map(str::trim)
+        .find(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// What a finished invocation produced, for the answer and its log line.
+struct Served {
+    document: Vec<u8>,
+    stats: crate::pipeline::JobStats,
+    input_bytes: u64,
+    download_s: f64,
+}
+
 /// How the HTTP server behaves.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -202,18 +230,44 @@ async fn invocations(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    use tracing::Instrument;
     let start = Instant::now();
+    let id = request_id(&headers);
+    let span = tracing::info_span!("request", request_id = %id);
     state.metrics.in_flight(1);
-    let result = invoke(&state, &headers, body).await;
+    let result = invoke(&state, &headers, body)
+        .instrument(span.clone())
+        .await;
     state.metrics.in_flight(-1);
-    state.metrics.stage("job", start.elapsed().as_secs_f64());
-    match result {
-        Ok(doc) => {
+    let total_s = start.elapsed().as_secs_f64();
+    state.metrics.stage("job", total_s);
+    let model = state
+        .engine
+        .get()
+        .map(|e| e.model().info().name.clone())
+        .unwrap_or_default();
+    let _entered = span.enter();
+    let mut response = match result {
+        Ok(done) => {
             state.metrics.job(Outcome::Completed);
+            let s = &done.stats;
+            tracing::info!(
+                status = 200,
+                frames_sampled = s.frames_sampled,
+                frames_decoded = s.frames_decoded,
+                detections = s.detections,
+                input_bytes = done.input_bytes,
+                download_s = done.download_s,
+                decode_s = s.decode_s,
+                infer_s = s.infer_s,
+                total_s,
+                model = %model,
+                "invocation finished"
+            );
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
-                doc,
+                done.document,
             )
                 .into_response()
         }
@@ -224,13 +278,22 @@ async fn invocations(
                 Outcome::Failed
             };
             state.metrics.job(outcome);
-            tracing::warn!(status = e.status().as_u16(), "invocation failed: {e}");
+            tracing::warn!(
+                status = e.status().as_u16(),
+                total_s,
+                model = %model,
+                "invocation failed: {e}"
+            );
             e.into_response()
         }
+    };
+    if let Ok(v) = header::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, v);
     }
+    response
 }
 
-async fn invoke(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ServeError> {
+async fn invoke(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Served, ServeError> {
     let engine = state.engine.get().ok_or(ServeError::NotReady)?.clone();
     let _permit = state
         .slots
@@ -248,7 +311,7 @@ async fn invoke_job(
     engine: Engine,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Vec<u8>, ServeError> {
+) -> Result<Served, ServeError> {
     content_type_ok(headers)?;
     accept_ok(headers)?;
     let overrides = match headers.get(CUSTOM_ATTRIBUTES) {
@@ -274,11 +337,18 @@ async fn invoke_job(
     }
     let t = Instant::now();
     let file = spool(body, &state.config.temp_dir, state.config.max_body_bytes).await?;
-    state.metrics.stage("download", t.elapsed().as_secs_f64());
+    let download_s = t.elapsed().as_secs_f64();
+    state.metrics.stage("download", download_s);
+    let input_bytes = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     let done = engine.process_file(file.path(), &params, |_| {}).await?;
     drop(file);
     state.metrics.engine_job(&done.stats);
-    Ok(done.document)
+    Ok(Served {
+        document: done.document,
+        stats: done.stats,
+        input_bytes,
+        download_s,
+    })
 }
 
 fn too_large(size: u64, max: u64) -> ServeError {

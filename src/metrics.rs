@@ -25,7 +25,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Outcome::Completed => "completed",
             Outcome::Failed => "failed",
@@ -128,7 +128,7 @@ impl Metrics {
         let _ = writeln!(s, "vidinfer_frames_total {}", m.frames);
         let _ = writeln!(
             s,
-            "# HELP vidinfer_detections_total Detections returned by the model."
+            "# HELP vidinfer_detections_total Detections written to documents (at or above each request's min_score)."
         );
         let _ = writeln!(s, "# TYPE vidinfer_detections_total counter");
         let _ = writeln!(s, "vidinfer_detections_total {}", m.detections);

@@ -26,7 +26,10 @@ pub use vidinfer_media::detection::{CropMask, Detection, ModelInfo, COCO_CLASSES
 pub enum ModelError {
     #[error("model file {0} does not exist; pass --model PATH or set VIDINFER_MODEL")]
     NotFound(PathBuf),
-    #[error("{path} is not a TorchScript model vidinfer can load: {reason}")]
+    #[error(
+        "{path} is not a TorchScript model vidinfer can load ({reason}); a weights-only \
+         .pth or checkpoint is not enough: export the model with scripts/export_model.py"
+    )]
     Load { path: PathBuf, reason: String },
     #[error("could not read the model sidecar {path}: {reason}")]
     Sidecar { path: PathBuf, reason: String },
@@ -358,7 +361,7 @@ impl Runtime {
         let mut module =
             tch::CModule::load_on_device(&config.path, device).map_err(|e| ModelError::Load {
                 path: config.path.clone(),
-                reason: first_line(&e.to_string()),
+                reason: load_reason(&e.to_string()),
             })?;
         module.set_eval();
         let classes = if sidecar.classes.is_empty() {
@@ -391,12 +394,16 @@ impl Runtime {
             height: 240,
             rgb: vec![128; 320 * 240 * 3],
         };
-        let out = rt
-            .forward(std::slice::from_ref(&warm), true)
-            .map_err(|e| match e {
-                ModelError::Forward(reason) => ModelError::Signature { reason },
-                other => other,
-            })?;
+        // LibTorch prints its C++ warnings straight to fd 2, outside any log format;
+        // torchvision's scripted R-CNN warns once, on its first forward, that it
+        // "always returns a (Losses, Detections) tuple in scripting". The warm-up is that
+        // first forward: what it prints is taken off stderr and logged here instead.
+        let (out, printed) = capture_stderr(|| rt.forward(std::slice::from_ref(&warm), true));
+        log_libtorch_output(&printed);
+        let out = out.map_err(|e| match e {
+            ModelError::Forward(reason) => ModelError::Signature { reason },
+            other => other,
+        })?;
         if out.len() != 1 {
             return Err(ModelError::Signature {
                 reason: format!("one picture gave {} results", out.len()),
@@ -548,6 +555,62 @@ impl Runtime {
             .map(|(d, img)| parse_detections(d, img, masks))
             .collect()
     }
+}
+
+/// Run `f` with file descriptor 2 pointed at a temporary file; returns its result and
+/// what was written there. Falls back to running `f` plainly if the redirection cannot
+/// be set up.
+fn capture_stderr<T>(f: impl FnOnce() -> T) -> (T, String) {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let Ok(mut file) = tempfile::tempfile() else {
+        return (f(), String::new());
+    };
+    let _ = std::io::stderr().flush();
+    // SAFETY: dup/dup2/close on descriptors this function owns or on fd 2, which it
+    // restores before returning; no Rust object holds fd 2's duplicate.
+    let saved = unsafe { libc::dup(2) };
+    if saved < 0 || unsafe { libc::dup2(file.as_raw_fd(), 2) } < 0 {
+        if saved >= 0 {
+            unsafe { libc::close(saved) };
+        }
+        return (f(), String::new());
+    }
+    let out = f();
+    let _ = std::io::stderr().flush();
+    unsafe {
+        libc::dup2(saved, 2);
+        libc::close(saved);
+    }
+    let mut text = String::new();
+    if file.rewind().is_ok() {
+        let _ = file.read_to_string(&mut text);
+    }
+    (out, text)
+}
+
+/// Lines LibTorch printed during the warm-up, as log lines: the known, harmless
+/// warning of scripted torchvision detectors at debug level, anything else as a warning.
+fn log_libtorch_output(printed: &str) {
+    for line in printed.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.contains("RCNN always returns a (Losses, Detections) tuple in scripting") {
+            tracing::debug!(target: "libtorch", "{line}");
+        } else {
+            tracing::warn!(target: "libtorch", "{line}");
+        }
+    }
+}
+
+/// LibTorch's load error in a few words: its first sentence, without the prefix.
+fn load_reason(message: &str) -> String {
+    let line = first_line(message);
+    let line = line.strip_prefix("Internal torch error: ").unwrap_or(&line);
+    let sentence = line.split(". ").next().unwrap_or(line);
+    let mut short: String = sentence.chars().take(120).collect();
+    if short.len() < sentence.len() {
+        short.push('…');
+    }
+    short
 }
 
 fn first_line(s: &str) -> String {

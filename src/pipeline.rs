@@ -38,6 +38,7 @@ pub struct JobStats {
     /// Pictures the decoder produced (non-reference frames it skipped are not counted).
     pub frames_decoded: u64,
     pub frames_sampled: u64,
+    /// Detections the document holds (those at or above the request's `min_score`).
     pub detections: u64,
     /// Seconds the decoder was busy (overlaps inference; waits for the model excluded).
     pub decode_s: f64,
@@ -295,6 +296,8 @@ struct Assembly {
     frames: Vec<FrameDetections>,
     tracker: Option<Tracker>,
     stats: JobStats,
+    /// The request's `min_score`: detections below it are not counted.
+    min_score: Option<f32>,
 }
 
 impl Assembly {
@@ -306,11 +309,17 @@ impl Assembly {
             frames: Vec::new(),
             tracker: track.map(Tracker::new),
             stats: JobStats::default(),
+            min_score: params.min_score,
         }
     }
 
     fn push(&mut self, meta: FrameMeta, mut detections: Vec<Detection>) {
-        self.stats.detections += detections.len() as u64;
+        // Counted as the document will hold them (`min_score` applies there).
+        let min = self.min_score;
+        self.stats.detections += detections
+            .iter()
+            .filter(|d| min.is_none_or(|m| d.score >= m))
+            .count() as u64;
         if let Some(tracker) = &mut self.tracker {
             let t = Instant::now();
             let obs: Vec<Observation> = detections

@@ -79,10 +79,19 @@ async fn start_with(
 
 struct Reply {
     status: u16,
+    head: String,
     body: Vec<u8>,
 }
 
 impl Reply {
+    /// A response header's value (names compared without case).
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
     fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
@@ -108,8 +117,8 @@ async fn http(
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let (status, body) = http_exchange(addr, &method, &path, &headers, &body);
-        Reply { status, body }
+        let (status, head, body) = http_exchange_head(addr, &method, &path, &headers, &body);
+        Reply { status, head, body }
     })
     .await
     .unwrap()
@@ -190,6 +199,47 @@ async fn invocations_answer_v2_by_default_and_legacy_on_request() {
     s.stop.cancel();
 }
 
+/// Every answer carries the request's id: SageMaker's inference id, else the caller's
+/// X-Request-Id, else a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_the_request_id() {
+    let s = start(1 << 30, 2, true).await;
+    let ct = ("Content-Type", "video/mp4");
+    let r = http(
+        s.addr,
+        "POST",
+        "/invocations",
+        &[
+            ct,
+            ("X-Amzn-SageMaker-Inference-Id", "inf-1"),
+            ("X-Request-Id", "r-1"),
+        ],
+        video(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-request-id").as_deref(), Some("inf-1"));
+    // On a refusal too, with the caller's own id.
+    let r = http(
+        s.addr,
+        "POST",
+        "/invocations",
+        &[ct, ("Accept", "text/csv"), ("X-Request-Id", "r-2")],
+        video(),
+    )
+    .await;
+    assert_eq!(r.status, 406);
+    assert_eq!(r.header("x-request-id").as_deref(), Some("r-2"));
+    // None given, or one not fit for a log line: a new UUID.
+    for headers in [vec![ct], vec![ct, ("X-Request-Id", "a b\tc")]] {
+        let r = http(s.addr, "POST", "/invocations", &headers, b"x".to_vec()).await;
+        let id = r.header("x-request-id").expect("an id");
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(id.matches('-').count(), 4, "{id}");
+    }
+    s.stop.cancel();
+}
+
 /// (what, headers, body, expected status)
 type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
 
@@ -217,7 +267,7 @@ async fn bad_inputs_get_their_status_and_the_server_stays_up() {
             "random bytes",
             vec![("Content-Type", "video/mp4")],
             (0..50_000u32)
-                .map(|i| ((i * 2654435761u32) >> 24) as u8)
+                .map(|i| (i.wrapping_mul(2654435761u32) >> 24) as u8)
                 .collect(),
             415,
         ),

@@ -24,7 +24,7 @@ pub fn ffmpeg(args: &[&str], out: &Path) {
     eprintln!("generating {}", out.display());
     let tmp = out.with_extension("tmp.mp4");
     let ok = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
         .args(args)
         .arg(&tmp)
         .status()

@@ -312,7 +312,22 @@ impl SqsWorker {
         }
         let lease = self.lease(receipt, receive_count);
         self.metrics.in_flight(1);
-        let span = tracing::info_span!("job", message_id = %received.message_id, inference_id = tracing::field::Empty);
+        // The job's fields are filled in as it runs, so its last line ("job finished")
+        // carries them all: one structured line per job.
+        let empty = tracing::field::Empty;
+        let span = tracing::info_span!(
+            "job",
+            message_id = %received.message_id,
+            inference_id = empty,
+            input_bytes = empty,
+            frames_sampled = empty,
+            frames_decoded = empty,
+            detections = empty,
+            download_s = empty,
+            decode_s = empty,
+            infer_s = empty,
+        );
+        let started = Instant::now();
         let outcome = async {
             let (info, result) = match self.admit(&received) {
                 Ok((request, params, info)) => {
@@ -323,8 +338,15 @@ impl SqsWorker {
             };
             self.outcome.settle(&info, lease, result).await
         }
-        .instrument(span)
+        .instrument(span.clone())
         .await;
+        info!(
+            parent: &span,
+            outcome = outcome.label(),
+            total_s = started.elapsed().as_secs_f64(),
+            model = %self.engine.model().info().name,
+            "job finished"
+        );
         self.metrics.in_flight(-1);
         self.metrics.job(outcome);
     }
@@ -414,7 +436,11 @@ impl SqsWorker {
             )
             .await
             .map_err(JobError::Input)?;
-        self.metrics.stage("download", t.elapsed().as_secs_f64());
+        let download_s = t.elapsed().as_secs_f64();
+        self.metrics.stage("download", download_s);
+        let span = tracing::Span::current();
+        span.record("input_bytes", bytes);
+        span.record("download_s", download_s);
         info!(bytes, input = %request.input, "downloaded");
         let done = self
             .engine
@@ -422,6 +448,12 @@ impl SqsWorker {
             .await
             .map_err(JobError::Pipeline)?;
         drop(file);
+        let s = &done.stats;
+        span.record("frames_sampled", s.frames_sampled);
+        span.record("frames_decoded", s.frames_decoded);
+        span.record("detections", s.detections);
+        span.record("decode_s", s.decode_s);
+        span.record("infer_s", s.infer_s);
         self.metrics.engine_job(&done.stats);
         Ok(done.document)
     }

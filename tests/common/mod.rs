@@ -168,6 +168,7 @@ pub fn make_video(dir: &Path, spec: &VideoSpec) -> PathBuf {
     let fps = spec.fps.to_string();
     let mut cmd = Command::new("ffmpeg");
     cmd.args([
+        "-nostdin",
         "-hide_banner",
         "-loglevel",
         "error",
@@ -198,7 +199,7 @@ pub fn make_video(dir: &Path, spec: &VideoSpec) -> PathBuf {
 /// Run an ffmpeg command line (without the leading `ffmpeg`), asserting success.
 pub fn ffmpeg(a: &[&str]) {
     let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
         .args(a)
         .status()
         .expect("spawn ffmpeg");
@@ -345,6 +346,18 @@ pub fn http_exchange(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Vec<u8>) {
+    let (status, _, body) = http_exchange_head(addr, method, path, headers, body);
+    (status, body)
+}
+
+/// [`http_exchange`] with the response head too: (status, head, body).
+pub fn http_exchange_head(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     let mut req = format!(
@@ -373,7 +386,7 @@ pub fn http_exchange(
     {
         body = dechunk(&body);
     }
-    (status, body)
+    (status, head, body)
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

@@ -315,10 +315,19 @@ pub fn spawn_sqs_worker(
     res: &Resources,
     extra: &[&str],
 ) -> Child {
-    let log = std::fs::File::create(
-        std::env::temp_dir().join(format!("{}.log", unique("vidinfer-worker"))),
-    )
-    .unwrap();
+    let log = std::env::temp_dir().join(format!("{}.log", unique("vidinfer-worker")));
+    spawn_sqs_worker_logged(exe, env, res, extra, &log)
+}
+
+/// [`spawn_sqs_worker`] with its stderr written to `log`.
+pub fn spawn_sqs_worker_logged(
+    exe: &std::path::Path,
+    env: &[(&'static str, String)],
+    res: &Resources,
+    extra: &[&str],
+    log: &std::path::Path,
+) -> Child {
+    let log = std::fs::File::create(log).unwrap();
     let mut cmd = Command::new(exe);
     cmd.arg("sqs");
     if !extra.contains(&"--model") {

@@ -7,22 +7,58 @@ use vidinfer::model::{DeviceChoice, ModelConfig};
 use vidinfer::params::{Overrides, Params};
 use vidinfer::schema::OutputFormat;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether logs are JSON lines: then every line on stderr is one (summaries and errors
+/// included), for log pipelines.
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The log filter: `VIDINFER_LOG`, else `RUST_LOG` (both in `tracing`'s EnvFilter
+/// syntax, e.g. `info,vidinfer=debug`), else warnings plus vidinfer's own info lines.
+fn log_filter(vidinfer_log: Option<&str>, rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    [vidinfer_log, rust_log]
+        .into_iter()
+        .flatten()
+        .find_map(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::EnvFilter::new("warn,vidinfer=info,vidinfer_worker=info")
+        })
+}
+
+/// Colour codes only for a person at a terminal: never when stderr is a file or a
+/// pipe, never with `NO_COLOR` set (https://no-color.org).
+fn use_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VIDINFER_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,vidinfer=info,vidinfer_worker=info")
-    });
+    use std::io::IsTerminal;
+    let filter = log_filter(
+        std::env::var("VIDINFER_LOG").ok().as_deref(),
+        std::env::var("RUST_LOG").ok().as_deref(),
+    );
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            builder.json().init()
+        }
     }
 }
 
@@ -177,5 +213,34 @@ impl ParamArgs {
         flags
             .apply(&Params::default())
             .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_filter_comes_from_vidinfer_log_then_rust_log() {
+        assert_eq!(
+            log_filter(Some("debug"), Some("error")).to_string(),
+            "debug"
+        );
+        assert_eq!(
+            log_filter(None, Some("vidinfer=trace")).to_string(),
+            "vidinfer=trace"
+        );
+        // An unparsable value falls through to the next.
+        assert_eq!(log_filter(Some("a=[x"), Some("error")).to_string(), "error");
+        assert!(log_filter(None, None).to_string().contains("vidinfer=info"));
+    }
+
+    #[test]
+    fn colour_only_at_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
     }
 }

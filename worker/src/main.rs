@@ -64,6 +64,19 @@ fn probe(video: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A mistake in what the user typed (an argument, a path): exit status 2, like the
+/// command-line parser's own errors. Everything else that fails exits with 1.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     args::init_tracing(cli.log_format);
@@ -76,8 +89,13 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            let usage = e.downcast_ref::<Usage>().is_some();
+            if args::json_logs() {
+                tracing::error!(error = %format!("{e:#}"), usage, "failed");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            std::process::ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }

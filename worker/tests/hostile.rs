@@ -327,3 +327,115 @@ fn run_writes_legacy_boxes_in_the_stretched_frame_by_default() {
     assert!(default_x > 330.0, "{default_x}");
     assert!(fit_x <= 320.5, "{fit_x}");
 }
+
+/// `run`'s command-line conventions: `-o -` is stdout, `--pretty` keeps the document's
+/// order, the summary counts what was written, usage mistakes exit 2 before the model
+/// loads, JSON logs are JSON only, and log files carry no colour codes.
+#[test]
+fn run_follows_the_command_line_conventions() {
+    let dir = scratch();
+    let model = fixture_model();
+    let model = model.to_str().unwrap();
+    let video = sample_video();
+    let run = |args: &[&str]| {
+        Command::new(exe())
+            .current_dir(dir.path())
+            .arg("run")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    // `-o -` writes stdout (no file named `-`); --pretty keeps the document's order;
+    // the summary counts the detections written (after --min-score).
+    let v = video.to_str().unwrap();
+    let out = run(&[
+        "--model",
+        model,
+        v,
+        "--frame-interval",
+        "25",
+        "--min-score",
+        "0.5",
+        "--pretty",
+        "-o",
+        "-",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!dir.path().join("-").exists());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let written: usize = doc["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["detections"].as_array().unwrap().len())
+        .sum();
+    let stdout = text(&out.stdout);
+    // The top-level keys: the lines indented by exactly two spaces.
+    let top: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("  \""))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    assert_eq!(top[..5], ["schema", "video", "model", "params", "frames"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("| {written} detections |")),
+        "{stderr}"
+    );
+    // Redirected stderr: no colour codes, no LibTorch line outside the log.
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+    assert!(!stderr.contains("RCNN always returns"), "{stderr}");
+
+    // Usage mistakes: exit 2 before the model loads (the model path is bogus too, and
+    // it is never the error).
+    for (args, expect) in [
+        (vec!["/no/such/video.mp4"], "no such file"),
+        (vec!["/tmp"], "is a directory"),
+        (vec![v, "-o", "/no/such/dir/out.json"], "cannot write there"),
+        (
+            vec![v, "--frame-interval", "0"],
+            "frame_interval must be at least 1",
+        ),
+    ] {
+        let mut all = vec!["--model", "/no/such/model.pt"];
+        all.extend(args);
+        let out = run(&all);
+        let e = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{all:?}: {e}");
+        assert!(e.contains(expect) && !e.contains("model"), "{all:?}: {e}");
+    }
+
+    // A file that is not TorchScript: one line that says how to export one.
+    let readme = repo().join("README.md");
+    let out = run(&["--model", readme.to_str().unwrap(), v]);
+    let e = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert_eq!(
+        e.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{e}"
+    );
+    assert!(e.contains("scripts/export_model.py"), "{e}");
+
+    // JSON logs: every stderr line is a JSON object; the job's line has its fields.
+    let out = Command::new(exe())
+        .current_dir(dir.path())
+        .args(["--log-format", "json", "run", "--model", model, v])
+        .args(["--frame-interval", "50", "-o", "out.json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = text(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let done = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "job finished")
+        .expect("a job line");
+    assert_eq!(done["fields"]["frames_sampled"], 3);
+    assert!(done["fields"]["detections"].as_u64().unwrap() > 0);
+    assert!(done["fields"]["total_s"].as_f64().unwrap() > 0.0);
+}

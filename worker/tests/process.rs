@@ -174,3 +174,48 @@ async fn sigterm_during_start_up_exits_cleanly() {
     let status = wait_exit(&mut worker, Duration::from_secs(30)).expect("the worker exits");
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// With `--log-format json` every line the worker writes is JSON, and each job ends
+/// with one "job finished" line that carries its ids, outcome, counts and timings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_job_ends_with_one_structured_line() {
+    let (moto, sdk, res) = with_sample_video(3).await;
+    let log = std::env::temp_dir().join(format!("vidinfer-joblog-{}.log", std::process::id()));
+    let mut worker = spawn_sqs_worker_logged(
+        std::path::Path::new(env!("CARGO_BIN_EXE_vidinfer-worker")),
+        &moto.env(),
+        &res,
+        &["--concurrency", "1", "--log-format", "json"],
+        &log,
+    );
+    let body = format!(
+        r#"{{"inputLocation":"s3://{}/in/shapes.mp4","inferenceId":"logged-1","params":{{"frameInterval":50}}}}"#,
+        res.bucket
+    );
+    send(&sdk, &res.queue_url, &body).await;
+    let notes = notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(120)).await;
+    assert_eq!(notes.len(), 1);
+    // The line is written right after the notification; give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let done: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "job finished")
+        .collect();
+    assert_eq!(done.len(), 1, "{text}");
+    let (fields, span) = (&done[0]["fields"], &done[0]["span"]);
+    assert_eq!(fields["outcome"], "completed");
+    assert!(fields["total_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(span["inference_id"], "logged-1");
+    assert_eq!(span["frames_sampled"], 3);
+    assert!(span["input_bytes"].as_u64().unwrap() > 10_000);
+    assert!(span["detections"].as_u64().unwrap() > 0);
+    assert!(span["infer_s"].as_f64().unwrap() > 0.0);
+}
