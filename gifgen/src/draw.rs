@@ -79,17 +79,19 @@ pub fn draw_trail(img: &mut RgbImage, points: &[(f32, f32)], colour: [u8; 3], th
     }
 }
 
+/// An sRGB channel value as linear light (0 to 1).
+pub fn linear(v: u8) -> f64 {
+    let v = f64::from(v) / 255.0;
+    if v <= 0.04045 {
+        v / 12.92
+    } else {
+        ((v + 0.055) / 1.055).powf(2.4)
+    }
+}
+
 /// WCAG relative luminance of an sRGB colour (0: black, 1: white).
 pub fn luminance(c: [u8; 3]) -> f64 {
-    let lin = |v: u8| {
-        let v = f64::from(v) / 255.0;
-        if v <= 0.04045 {
-            v / 12.92
-        } else {
-            ((v + 0.055) / 1.055).powf(2.4)
-        }
-    };
-    0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2])
+    0.2126 * linear(c[0]) + 0.7152 * linear(c[1]) + 0.0722 * linear(c[2])
 }
 
 /// WCAG contrast ratio between two colours (1 to 21).
@@ -372,15 +374,7 @@ mod tests {
 
     /// CIE L*a*b* of an sRGB colour (D65).
     fn lab(c: [u8; 3]) -> [f64; 3] {
-        let lin = |v: u8| {
-            let v = f64::from(v) / 255.0;
-            if v <= 0.04045 {
-                v / 12.92
-            } else {
-                ((v + 0.055) / 1.055).powf(2.4)
-            }
-        };
-        let [r, g, b] = c.map(lin);
+        let [r, g, b] = c.map(linear);
         let x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047;
         let y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
         let z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883;
