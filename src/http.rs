@@ -340,7 +340,10 @@ async fn invoke_job(
     let download_s = t.elapsed().as_secs_f64();
     state.metrics.stage("download", download_s);
     let input_bytes = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
-    let done = engine.process_file(file.path(), &params, |_| {}).await?;
+    let mut log = crate::pipeline::ProgressLog::from_env();
+    let done = engine
+        .process_file(file.path(), &params, |p| log.observe(p))
+        .await?;
     drop(file);
     state.metrics.engine_job(&done.stats);
     Ok(Served {

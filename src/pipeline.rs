@@ -97,6 +97,59 @@ pub struct Progress {
     pub frames_expected: Option<u64>,
 }
 
+/// Logs a running job's progress at a steady interval (30 s, or `VIDINFER_PROGRESS_S`):
+/// frames done and expected, the rate, and the time left. Every front door feeds it the
+/// engine's [`Progress`], so long jobs show life in a log even without a terminal; the
+/// line lands in the caller's span (request or job id).
+#[derive(Debug)]
+pub struct ProgressLog {
+    every: std::time::Duration,
+    start: Instant,
+    last: Instant,
+}
+
+impl ProgressLog {
+    /// Every `VIDINFER_PROGRESS_S` seconds (default 30).
+    pub fn from_env() -> ProgressLog {
+        let s = std::env::var("VIDINFER_PROGRESS_S")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .unwrap_or(30.0);
+        ProgressLog::every(std::time::Duration::from_secs_f64(s))
+    }
+
+    pub fn every(every: std::time::Duration) -> ProgressLog {
+        let now = Instant::now();
+        ProgressLog {
+            every,
+            start: now,
+            last: now,
+        }
+    }
+
+    /// Log `p` if the interval has passed since the last line.
+    pub fn observe(&mut self, p: Progress) {
+        if self.last.elapsed() < self.every {
+            return;
+        }
+        self.last = Instant::now();
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let rate = p.frames_done as f64 / elapsed.max(1e-9);
+        let eta_s = p
+            .frames_expected
+            .filter(|_| rate > 0.0)
+            .map(|n| n.saturating_sub(p.frames_done) as f64 / rate);
+        tracing::info!(
+            frames_done = p.frames_done,
+            frames_expected = p.frames_expected,
+            frames_per_s = rate,
+            eta_s,
+            "progress"
+        );
+    }
+}
+
 /// Why a job failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

@@ -442,9 +442,10 @@ impl SqsWorker {
         span.record("input_bytes", bytes);
         span.record("download_s", download_s);
         info!(bytes, input = %request.input, "downloaded");
+        let mut log = crate::pipeline::ProgressLog::from_env();
         let done = self
             .engine
-            .process_file(file.path(), params, |_| {})
+            .process_file(file.path(), params, |p| log.observe(p))
             .await
             .map_err(JobError::Pipeline)?;
         drop(file);

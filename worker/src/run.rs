@@ -108,6 +108,7 @@ pub fn main(a: RunArgs) -> anyhow::Result<()> {
     let model = Model::load(a.model.config()).context("loading the model")?;
     let rt = vidinfer::runtime::build()?;
     let engine = Engine::new(model);
+    let mut log = vidinfer::pipeline::ProgressLog::from_env();
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -121,13 +122,15 @@ pub fn main(a: RunArgs) -> anyhow::Result<()> {
         bar
     });
     let out = rt
-        .block_on(engine.process_file(&a.video, &params, |p| {
-            if let Some(bar) = &bar {
+        .block_on(engine.process_file(&a.video, &params, |p| match &bar {
+            Some(bar) => {
                 if let Some(n) = p.frames_expected {
                     bar.set_length(n.max(p.frames_done));
                 }
                 bar.set_position(p.frames_done);
             }
+            // No terminal (CI, a container, a redirected stderr): log lines instead.
+            None => log.observe(p),
         }))
         .with_context(|| format!("processing {}", a.video.display()))?;
     if let Some(bar) = bar {

@@ -63,7 +63,8 @@ pub fn main(a: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
             .with_context(|| format!("binding {}", a.listen))?;
-        tracing::info!(addr = %a.listen, "listening; /ping answers 503 until the model is loaded");
+        let bound = listener.local_addr().unwrap_or(a.listen);
+        tracing::info!(addr = %bound, "listening; /ping answers 503 until the model is loaded");
         let metrics = Arc::new(Metrics::default());
         let state = AppState::new(
             ServeConfig {

@@ -206,7 +206,9 @@ async fn serve_metrics(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the metrics endpoint to {addr}"))?;
-    tracing::info!(%addr, "metrics on /metrics");
+    // The bound address: with port 0 the system picks one, and this is how to find it.
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %bound, "metrics on /metrics");
     let router = vidinfer::metrics::worker_router(metrics);
     tokio::spawn(async move {
         vidinfer::http::serve(listener, router, stop, Duration::from_secs(1)).await

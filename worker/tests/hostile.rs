@@ -423,7 +423,9 @@ fn run_follows_the_command_line_conventions() {
     let out = Command::new(exe())
         .current_dir(dir.path())
         .args(["--log-format", "json", "run", "--model", model, v])
-        .args(["--frame-interval", "50", "-o", "out.json"])
+        .args(["--frame-interval", "10", "-o", "out.json"])
+        // Progress lines at every batch (30 s by default) since stderr is no terminal.
+        .env("VIDINFER_PROGRESS_S", "0.001")
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -435,7 +437,15 @@ fn run_follows_the_command_line_conventions() {
         .iter()
         .find(|l| l["fields"]["message"] == "job finished")
         .expect("a job line");
-    assert_eq!(done["fields"]["frames_sampled"], 3);
+    assert_eq!(done["fields"]["frames_sampled"], 15);
+    let progress: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "progress")
+        .collect();
+    assert!(!progress.is_empty(), "no progress lines");
+    assert!(progress
+        .iter()
+        .all(|p| p["fields"]["frames_done"].as_u64().unwrap() <= 15));
     assert!(done["fields"]["detections"].as_u64().unwrap() > 0);
     assert!(done["fields"]["total_s"].as_f64().unwrap() > 0.0);
 }
