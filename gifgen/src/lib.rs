@@ -87,6 +87,8 @@ pub struct Job {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub kind: Kind,
+    /// What was written (from the output's extension).
+    pub format: Format,
     pub summary: Summary,
     /// Things the user may want to know (e.g. `--masks` with no masks to draw, the
     /// geometry a legacy array was read with).
@@ -215,6 +217,7 @@ pub fn run(job: &Job, progress: impl FnMut(usize, usize) + Send) -> Result<Repor
                 .with_context(|| format!("writing {}", job.output.display()))?;
             Ok(Report {
                 kind: plan.kind,
+                format,
                 summary,
                 notes,
                 warnings: plan.geometry_warning().into_iter().collect(),

@@ -249,8 +249,6 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
             classes,
         },
     };
-    // Everything about the output is checked before anything is read or decoded.
-    let format = gifgen::check(&job)?;
     let mut bar: Option<indicatif::ProgressBar> = None;
     let show_progress = std::io::stderr().is_terminal();
     let report = gifgen::run(&job, |done, total| {
@@ -287,7 +285,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         eprintln!("warning: {warning}");
     }
     let s = &report.summary;
-    let pace = match (format, cli.all_frames) {
+    let pace = match (report.format, cli.all_frames) {
         (gifgen::Format::Mp4, true) => "at the video's own speed".to_string(),
         (gifgen::Format::Mp4, false) => format!("{frame_ms} ms each"),
         (gifgen::Format::Gif, _) => format!(

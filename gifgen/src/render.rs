@@ -318,13 +318,15 @@ pub fn render(
         .with_context(|| format!("decoding the video {name}"))?
     {
         let index = frame.meta.index;
-        if !opts.all_frames || matcher.is_sampled(index) {
-            latest = matcher
-                .next(index)
-                .or(if opts.all_frames { latest } else { None });
-            if !opts.all_frames && latest.is_none() {
+        if !opts.all_frames {
+            latest = matcher.next(index);
+            if latest.is_none() {
                 continue;
             }
+        } else if matcher.is_sampled(index) {
+            // A sample the predictions lack keeps the previous sample's detections
+            // (the matcher reports the gap at the end).
+            latest = matcher.next(index).or(latest);
         }
         let picture = RgbImage::from_raw(frame.meta.width, frame.meta.height, frame.rgb)
             .context("the decoder returned a picture of the wrong size")?;
