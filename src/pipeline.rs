@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::detection::Detection;
 use crate::model::{Image, Model, ModelError};
 use crate::params::Params;
-use crate::schema::{source_box, Assembled, FrameDetections, OutputFormat};
+use crate::schema::{meets_min_score, source_box, Assembled, FrameDetections, OutputFormat};
 use crate::track::{Observation, TrackParams, TrackSummary, Tracker};
 use crate::video::{
     DecodeOptions, Decoder, Frame, FrameMeta, Sampling, Source, VideoError, VideoInfo,
@@ -371,7 +371,7 @@ impl Assembly {
         let min = self.min_score;
         self.stats.detections += detections
             .iter()
-            .filter(|d| min.is_none_or(|m| d.score >= m))
+            .filter(|d| meets_min_score(min, d.score))
             .count() as u64;
         if let Some(tracker) = &mut self.tracker {
             let t = Instant::now();

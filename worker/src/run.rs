@@ -86,14 +86,6 @@ fn check_output(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Detections in a written document (what the summary reports).
-fn count_detections(doc: &Predictions) -> usize {
-    match doc {
-        Predictions::V2(d) => d.frames.iter().map(|f| f.detections.len()).sum(),
-        Predictions::Legacy(frames) => frames.iter().map(|f| f.boxes.len()).sum(),
-    }
-}
-
 pub fn main(a: RunArgs) -> anyhow::Result<()> {
     let params = a.params.params().map_err(|e| Usage(format!("{e:#}")))?;
     check_input(&a.video)?;
@@ -136,13 +128,12 @@ pub fn main(a: RunArgs) -> anyhow::Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let doc = Predictions::parse(&out.document).context("reading back the document")?;
     let bytes = if a.pretty {
         // Through the typed document, so the keys keep its order (schema, video, model,
         // params, frames) rather than a map's sorted one.
-        match &doc {
-            Predictions::V2(d) => serde_json::to_vec_pretty(d)?,
-            Predictions::Legacy(f) => serde_json::to_vec_pretty(f)?,
+        match Predictions::parse(&out.document).context("reading back the document")? {
+            Predictions::V2(d) => serde_json::to_vec_pretty(&d)?,
+            Predictions::Legacy(f) => serde_json::to_vec_pretty(&f)?,
         }
     } else {
         out.document
@@ -161,7 +152,8 @@ pub fn main(a: RunArgs) -> anyhow::Result<()> {
         }
     }
     let s = &out.stats;
-    let written = count_detections(&doc);
+    // Counted as the document holds them (at or above --min-score).
+    let written = s.detections;
     let device = engine.model().info().device.to_string();
     if crate::args::json_logs() {
         tracing::info!(

@@ -239,9 +239,15 @@ pub struct Assembled<'a> {
     pub tracking: Option<(TrackParams, &'a [TrackSummary])>,
 }
 
+/// Whether a score is kept in a document with this `min_score`: the one rule for the
+/// documents, their tracks and the count of detections a job reports.
+pub fn meets_min_score(min_score: Option<f32>, score: f32) -> bool {
+    min_score.is_none_or(|m| score >= m)
+}
+
 impl Assembled<'_> {
     fn kept(&self, d: &Detection) -> bool {
-        self.min_score.is_none_or(|m| d.score >= m)
+        meets_min_score(self.min_score, d.score)
     }
 
     /// The v2 document.
@@ -304,7 +310,7 @@ impl Assembled<'_> {
     fn tracks(&self, tracks: &[TrackSummary]) -> Vec<V2Track> {
         tracks
             .iter()
-            .filter(|t| self.min_score.is_none_or(|m| t.best_score >= m))
+            .filter(|t| meets_min_score(self.min_score, t.best_score))
             .map(|t| V2Track {
                 id: t.id,
                 label: self.model.label(t.label_id),
