@@ -24,7 +24,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::Metrics;
 use crate::params::{check_accept, Overrides, Params};
 use crate::pipeline::{Engine, PipelineError};
 use crate::video::VideoError;
@@ -97,6 +97,7 @@ impl AppState {
 
     /// Make the engine available: `/ping` turns 200 from now on.
     pub fn set_engine(&self, engine: Engine) {
+        self.metrics.watch_model(engine.model());
         let _ = self.engine.set(engine);
     }
 
@@ -240,7 +241,6 @@ async fn invocations(
         .await;
     state.metrics.in_flight(-1);
     let total_s = start.elapsed().as_secs_f64();
-    state.metrics.stage("job", total_s);
     let model = state
         .engine
         .get()
@@ -249,7 +249,7 @@ async fn invocations(
     let _entered = span.enter();
     let mut response = match result {
         Ok(done) => {
-            state.metrics.job(Outcome::Completed);
+            state.metrics.request(200, total_s);
             let s = &done.stats;
             tracing::info!(
                 status = 200,
@@ -272,12 +272,7 @@ async fn invocations(
                 .into_response()
         }
         Err(e) => {
-            let outcome = if matches!(e, ServeError::Busy(_) | ServeError::NotReady) {
-                Outcome::Retried
-            } else {
-                Outcome::Failed
-            };
-            state.metrics.job(outcome);
+            state.metrics.request(e.status().as_u16(), total_s);
             tracing::warn!(
                 status = e.status().as_u16(),
                 total_s,

@@ -143,11 +143,32 @@ struct BatchRequest {
     reply: oneshot::Sender<InferResult>,
 }
 
+/// Called on the model thread with the number of pictures of each forward call.
+pub type BatchObserver = Box<dyn Fn(usize) + Send + Sync>;
+
 /// A cheap, cloneable handle to the model thread.
 #[derive(Clone)]
 pub struct Model {
     tx: mpsc::Sender<BatchRequest>,
     info: Arc<ModelInfo>,
+    observers: Arc<Observers>,
+}
+
+/// Who is told the size of each forward call.
+type Observers = std::sync::Mutex<Vec<BatchObserver>>;
+
+/// Reads how many batches wait for the model thread without keeping it alive.
+#[derive(Clone)]
+pub struct QueueProbe(mpsc::WeakSender<BatchRequest>);
+
+impl QueueProbe {
+    /// Batches queued for the model thread (not counting the one it is running); 0 once
+    /// the model has stopped.
+    pub fn depth(&self) -> usize {
+        self.0
+            .upgrade()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
 }
 
 impl std::fmt::Debug for Model {
@@ -283,6 +304,8 @@ impl Model {
         register_torchvision_ops()?;
         let (tx, rx) = mpsc::channel::<BatchRequest>(config.queue.max(1));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let observers: Arc<Observers> = Arc::default();
+        let thread_observers = observers.clone();
         std::thread::Builder::new()
             .name("vidinfer-model".into())
             .spawn(move || {
@@ -290,7 +313,7 @@ impl Model {
                 match loaded {
                     Ok(rt) => {
                         let _ = ready_tx.send(Ok(rt.info.clone()));
-                        rt.serve(rx);
+                        rt.serve(rx, &thread_observers);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -302,11 +325,26 @@ impl Model {
         Ok(Model {
             tx,
             info: Arc::new(info),
+            observers,
         })
     }
 
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// Have `f` called with the size of every forward call from now on (for a
+    /// batch-size histogram), on the model thread: keep it cheap.
+    pub fn observe_batches(&self, f: impl Fn(usize) + Send + Sync + 'static) {
+        self.observers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(f));
+    }
+
+    /// A handle that reads the model queue's depth (for a gauge).
+    pub fn queue_probe(&self) -> QueueProbe {
+        QueueProbe(self.tx.downgrade())
     }
 
     /// Run the model on a batch of pictures. Returns each picture's detections and the
@@ -422,7 +460,7 @@ impl Runtime {
 
     /// Serve requests until every handle is dropped, merging waiting requests into one
     /// forward call up to the batch size.
-    fn serve(self, mut rx: mpsc::Receiver<BatchRequest>) {
+    fn serve(self, mut rx: mpsc::Receiver<BatchRequest>, observers: &Observers) {
         let mut carry: Option<BatchRequest> = None;
         loop {
             let first = match carry.take() {
@@ -450,11 +488,11 @@ impl Runtime {
                     Err(_) => break,
                 }
             }
-            self.run_group(group);
+            self.run_group(group, observers);
         }
     }
 
-    fn run_group(&self, group: Vec<BatchRequest>) {
+    fn run_group(&self, group: Vec<BatchRequest>, observers: &Observers) {
         let masks = group[0].masks;
         let mut images = Vec::new();
         let mut owners = Vec::new();
@@ -468,6 +506,9 @@ impl Runtime {
         let mut result = Ok(Vec::with_capacity(images.len()));
         // A request may be larger than the batch size: run it in chunks.
         for chunk in images.chunks(self.info.batch_size) {
+            for observe in observers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                observe(chunk.len());
+            }
             match self.forward(chunk, masks) {
                 Ok(d) => {
                     if let Ok(all) = result.as_mut() {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use tokio_util::sync::CancellationToken;
 use vidinfer::http::{AppState, ServeConfig};
-use vidinfer::metrics::Metrics;
+use vidinfer::metrics::{Door, Metrics};
 use vidinfer::model::{Model, ModelConfig};
 use vidinfer::params::Params;
 use vidinfer::pipeline::Engine;
@@ -56,7 +56,7 @@ async fn start_with(
             temp_dir: std::env::temp_dir(),
             job_timeout,
         },
-        Arc::new(Metrics::default()),
+        Arc::new(Metrics::new(Door::Http)),
     );
     if ready {
         state.set_engine(Engine::new(model()));
@@ -145,7 +145,19 @@ async fn ping_turns_ready_once_the_model_is_loaded() {
     assert_eq!(http(s.addr, "GET", "/ping", &[], vec![]).await.status, 200);
     let m = http(s.addr, "GET", "/metrics", &[], vec![]).await;
     assert_eq!(m.status, 200);
-    assert!(String::from_utf8_lossy(&m.body).contains("vidinfer_jobs_total"));
+    let text = String::from_utf8_lossy(&m.body);
+    // The refused request counted under its status; the model named once it loaded;
+    // no queue-only series on this door.
+    assert_eq!(
+        common::metric(&text, "vidinfer_http_requests_total{status=\"503\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("vidinfer_model_info{device=\"cpu\",model="),
+        "{text}"
+    );
+    assert!(!text.contains("vidinfer_jobs_total"), "{text}");
     s.stop.cancel();
     s.task.await.unwrap().unwrap();
 }
@@ -196,6 +208,31 @@ async fn invocations_answer_v2_by_default_and_legacy_on_request() {
     // No resize chosen: stretched to the legacy 1024x1024 frame, as the old system did,
     // so boxes are in that frame's coordinates (a fitted frame is 320 wide).
     assert!(frames.iter().flat_map(|f| &f.boxes).any(|b| b[2] > 320.0));
+
+    // Both answers are in the status counter and its histogram; the model ran batches.
+    let m = http(s.addr, "GET", "/metrics", &[], vec![]).await;
+    let text = String::from_utf8_lossy(&m.body);
+    let metric = |series: &str| common::metric(&text, series).unwrap_or(-1.0);
+    assert_eq!(metric("vidinfer_http_requests_total{status=\"200\"}"), 2.0);
+    assert_eq!(
+        metric("vidinfer_http_request_duration_seconds_count{status=\"200\"}"),
+        2.0
+    );
+    assert_eq!(metric("vidinfer_frames_sampled_total"), 25.0);
+    assert_eq!(
+        metric("vidinfer_stage_duration_seconds_count{stage=\"infer\"}"),
+        2.0
+    );
+    // The model's batches are counted (its other users in this test binary too, as
+    // the tests share one model): at least these 25 pictures, in batches of ≤ 4.
+    let (pictures, batches) = (
+        metric("vidinfer_batch_size_sum"),
+        metric("vidinfer_batch_size_count"),
+    );
+    assert!(
+        pictures >= 25.0 && batches >= pictures / 4.0,
+        "{pictures} {batches}"
+    );
     s.stop.cancel();
 }
 

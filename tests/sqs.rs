@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::moto::*;
 use common::*;
 use tokio_util::sync::CancellationToken;
-use vidinfer::metrics::{Metrics, Outcome};
+use vidinfer::metrics::{Door, Metrics, Outcome};
 use vidinfer::model::{Model, ModelConfig};
 use vidinfer::notify::Notifier;
 use vidinfer::params::Params;
@@ -59,7 +59,7 @@ async fn start_worker(
     res: &Resources,
     config: SqsConfig,
 ) -> (CancellationToken, Arc<Metrics>, tokio::task::JoinHandle<()>) {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(Door::Queue));
     let notifier = Notifier::new(
         sdk,
         Some(res.success_topic.clone()),
@@ -204,9 +204,24 @@ async fn a_request_is_processed_stored_notified_and_deleted() {
             .is_empty()
     );
     assert_eq!(metrics.jobs(Outcome::Completed), 1);
-    assert!(metrics
-        .render()
-        .contains("vidinfer_jobs_total{outcome=\"completed\"} 1"));
+    let text = metrics.render();
+    let metric = |series: &str| common::metric(&text, series).unwrap_or(-1.0);
+    assert_eq!(metric("vidinfer_jobs_total{outcome=\"completed\"}"), 1.0);
+    assert_eq!(metric("vidinfer_jobs_total{outcome=\"failed\"}"), 0.0);
+    assert_eq!(
+        metric("vidinfer_job_duration_seconds_count{outcome=\"completed\"}"),
+        1.0
+    );
+    assert_eq!(metric("vidinfer_frames_sampled_total"), idx.len() as f64);
+    // At least this job's pictures (the tests share one model and its batches).
+    assert!(metric("vidinfer_batch_size_sum") >= idx.len() as f64);
+    for stage in ["download", "decode", "infer", "upload", "notify"] {
+        let series = format!("vidinfer_stage_duration_seconds_count{{stage=\"{stage}\"}}");
+        assert!(metric(&series) >= 1.0, "{series}: {text}");
+    }
+    assert_eq!(metric("vidinfer_jobs_in_flight"), 0.0);
+    assert!(metric("vidinfer_queue_wait_seconds_count") >= 1.0);
+    assert!(!text.contains("vidinfer_http_requests_total"));
     stop.cancel();
     task.await.unwrap();
 }

@@ -129,6 +129,7 @@ impl SqsWorker {
             include_response_body: config.include_response_body,
             step_attempts: config.step_attempts,
         };
+        metrics.watch_model(engine.model());
         SqsWorker {
             engine,
             storage,
@@ -348,7 +349,7 @@ impl SqsWorker {
             "job finished"
         );
         self.metrics.in_flight(-1);
-        self.metrics.job(outcome);
+        self.metrics.job(outcome, started.elapsed().as_secs_f64());
     }
 
     /// Parse and check a message: the request, its input location, its TTL and its
@@ -410,7 +411,6 @@ impl SqsWorker {
         hard_stop: &CancellationToken,
     ) -> Result<Vec<u8>, JobError> {
         let keep_alive = lease.keep_alive(self.config.heartbeat_every);
-        let started = Instant::now();
         let limit_s = request.invocation_timeout_s;
         let timeout = Duration::from_secs(limit_s);
         let result = tokio::select! {
@@ -420,7 +420,6 @@ impl SqsWorker {
             _ = hard_stop.cancelled() => Err(JobError::HandBack),
         };
         keep_alive.stop().await;
-        self.metrics.stage("job", started.elapsed().as_secs_f64());
         result
     }
 

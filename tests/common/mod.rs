@@ -402,3 +402,10 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[line_end + 2 + size + 2..];
     }
 }
+
+/// The value of one sample in a Prometheus text exposition: the line that starts with
+/// `series` (name and labels exactly as exposed) followed by a space.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}

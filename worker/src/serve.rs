@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use vidinfer::http::{AppState, ServeConfig};
-use vidinfer::metrics::Metrics;
+use vidinfer::metrics::{Door, Metrics};
 use vidinfer::model::Model;
 use vidinfer::pipeline::Engine;
 
@@ -65,7 +65,7 @@ pub fn main(a: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", a.listen))?;
         let bound = listener.local_addr().unwrap_or(a.listen);
         tracing::info!(addr = %bound, "listening; /ping answers 503 until the model is loaded");
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(Door::Http));
         let state = AppState::new(
             ServeConfig {
                 max_body_bytes: a.max_body_mb * 1024 * 1024,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use vidinfer::aws::AwsOptions;
-use vidinfer::metrics::Metrics;
+use vidinfer::metrics::{Door, Metrics};
 use vidinfer::model::Model;
 use vidinfer::notify::Notifier;
 use vidinfer::params::Params;
@@ -143,7 +143,7 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
             .region()
             .map(|r| r.to_string())
             .unwrap_or_else(|| "us-east-1".into());
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(Door::Queue));
         if a.metrics_addr != "off" {
             serve_metrics(&a.metrics_addr, metrics.clone(), shutdown.clone()).await?;
         }
