@@ -103,7 +103,7 @@ if "ScaledObject" in kinds and "Deployment" in kinds:
     c = dep["spec"]["template"]["spec"]["containers"][0]
     check(c.get("args", [None])[0] == "sqs", "k8s: the container does not run `sqs`")
     env = {e["name"] for e in c.get("env", [])}
-    for e in ["VIDINFER_QUEUE_URL", "VIDINFER_S3_OUTPUT_PATH", "VIDINFER_SUCCESS_TOPIC", "VIDINFER_ERROR_TOPIC"]:
+    for e in ["VIDINFER_QUEUE_URL", "VIDINFER_OUTPUT_PATH", "VIDINFER_SUCCESS_TOPIC", "VIDINFER_ERROR_TOPIC"]:
         check(e in env, f"k8s: the worker lacks {e}")
     check("VIDINFER_ALLOWED_INPUTS" in env, "k8s: the worker may read any S3 location (set VIDINFER_ALLOWED_INPUTS)")
     sc = c.get("securityContext", {})

@@ -36,7 +36,7 @@
 //! thin: flags to a typed config, then a call into this crate.
 
 pub use vidinfer_aws::{aws, notify, storage};
-pub use vidinfer_media::{detection, schema, track, video};
+pub use vidinfer_media::{cli, detection, schema, track, video};
 
 pub mod http;
 pub mod metrics;

@@ -57,7 +57,7 @@ resource "aws_sagemaker_model" "vidinfer" {
     model_data_url = var.model_data_url
     environment = {
       VIDINFER_MAX_CONCURRENCY = tostring(var.max_concurrent_invocations_per_instance)
-      FRAME_INTERVAL           = "30"
+      VIDINFER_FRAME_INTERVAL  = "30"
       VIDINFER_LOG_FORMAT      = "json"
     }
   }

@@ -24,7 +24,10 @@ document and frames are matched by their frame index; boxes are in video pixels.
   * the legacy array [{\"boxes\", \"labels\", \"scores\"}, ...] of the old \
 generate_gif.py: one element per sampled frame, matched by position over every \
 --frame-interval-th frame, boxes in the pixels of the --frame-width x --frame-height \
-picture the model saw. The old script's flags work unchanged.
+picture the model saw. The old script's flags work unchanged, and these three read \
+the worker's environment names too: VIDINFER_FRAME_INTERVAL, VIDINFER_FRAME_WIDTH, \
+VIDINFER_FRAME_HEIGHT, or the legacy FRAME_INTERVAL, FRAME_WIDTH, FRAME_HEIGHT (a flag \
+on the command line wins).
 
 Predictions that do not fit the video (another frame count, an index the video does not \
 have, boxes outside the frame) are refused with an error saying what differs.
@@ -113,19 +116,20 @@ struct Cli {
     frames_dir: Option<PathBuf>,
 
     /// Legacy arrays: the predictions are for frames 0, N, 2N, … (v2 documents state
-    /// their own sampling).
-    #[arg(long, value_name = "N", default_value_t = 30,
+    /// their own sampling). (Environment: also the legacy FRAME_INTERVAL.)
+    #[arg(long, value_name = "N", default_value_t = 30, env = "VIDINFER_FRAME_INTERVAL",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = "Legacy predictions")]
     frame_interval: u32,
 
     /// Legacy arrays: width of the picture the model saw, which the boxes' x refer to
-    /// (each frame was stretched to it).
-    #[arg(long, value_name = "PX", default_value_t = 1024,
+    /// (each frame was stretched to it). (Environment: also FRAME_WIDTH.)
+    #[arg(long, value_name = "PX", default_value_t = 1024, env = "VIDINFER_FRAME_WIDTH",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = "Legacy predictions")]
     frame_width: u32,
 
     /// Legacy arrays: height of the picture the model saw, which the boxes' y refer to.
-    #[arg(long, value_name = "PX", default_value_t = 1024,
+    /// (Environment: also FRAME_HEIGHT.)
+    #[arg(long, value_name = "PX", default_value_t = 1024, env = "VIDINFER_FRAME_HEIGHT",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = "Legacy predictions")]
     frame_height: u32,
 
@@ -185,7 +189,8 @@ fn explicit(matches: &ArgMatches, id: &str) -> bool {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    // The options it shares with the worker read the same environment names.
+    let matches = vidinfer_media::cli::with_env_aliases(Cli::command()).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),

@@ -573,6 +573,36 @@ fn legacy_arrays_and_v2_documents_draw_the_same_picture() {
     ]);
     assert!(result.status.success(), "{}", stderr(&result));
     assert!(out.is_file());
+
+    // The same geometry from the environment, under the worker's names and the legacy
+    // ones; a typed flag beats the environment.
+    let with_env = |name: &str, env: &[(&str, &str)], flags: &[&str]| {
+        let out = dir.path().join(name);
+        let result = Command::new(gifgen())
+            .args(["--video", video.to_str().unwrap(), "--predictions"])
+            .arg(&legacy)
+            .arg("-o")
+            .arg(&out)
+            .args(["--classes", "__background__,square,circle,triangle"])
+            .args(flags)
+            .envs(env.iter().copied())
+            .output()
+            .expect("spawn gifgen");
+        assert!(result.status.success(), "{env:?}: {}", stderr(&result));
+        decode_gif(&out).1
+    };
+    let env = [
+        ("VIDINFER_FRAME_INTERVAL", "30"),
+        ("FRAME_WIDTH", "640"),
+        ("VIDINFER_FRAME_HEIGHT", "480"),
+    ];
+    assert_eq!(with_env("env.gif", &env, &[]), v2_pictures, "from the env");
+    let env = [("FRAME_WIDTH", "999"), ("FRAME_HEIGHT", "480")];
+    assert_eq!(
+        with_env("flag.gif", &env, &["--frame-width", "640"]),
+        v2_pictures,
+        "--frame-width beats FRAME_WIDTH"
+    );
 }
 
 #[test]

@@ -76,7 +76,8 @@ pub struct ModelArgs {
     pub device: DeviceChoice,
 
     /// Frames per forward call. Larger batches help a GPU; on a CPU 1-4 is as fast.
-    #[arg(long, env = "BATCH_SIZE", default_value_t = 4)]
+    /// (Environment: also the legacy BATCH_SIZE.)
+    #[arg(long, env = "VIDINFER_BATCH_SIZE", default_value_t = 4)]
     pub batch_size: usize,
 
     /// LibTorch intra-op threads (0: one per core).
@@ -109,25 +110,23 @@ pub enum ResizeMode {
 /// How frames are sampled and what the output holds.
 #[derive(Args, Debug, Clone)]
 pub struct ParamArgs {
-    /// Keep every Nth frame (0, N, 2N, ...). The legacy default is 30.
-    #[arg(
-        long,
-        env = "FRAME_INTERVAL",
-        default_value_t = 30,
-        conflicts_with = "fps"
-    )]
-    pub frame_interval: u32,
+    /// Keep every Nth frame (0, N, 2N, ...) [default: 30, the legacy system's].
+    /// (Environment: also the legacy FRAME_INTERVAL.)
+    #[arg(long, env = "VIDINFER_FRAME_INTERVAL")]
+    pub frame_interval: Option<u32>,
 
-    /// Keep frames at this rate instead (the first frame at or after each 1/fps s).
-    #[arg(long, env = "VIDINFER_SAMPLE_FPS")]
+    /// Keep frames at this rate instead of every Nth (the first frame at or after each
+    /// 1/fps s). A flag typed on the command line beats the other one's environment
+    /// variable; typing both is an error. (Environment: also VIDINFER_SAMPLE_FPS.)
+    #[arg(long, env = "VIDINFER_FPS")]
     pub fps: Option<f64>,
 
-    /// Frame width the model sees (with --resize).
-    #[arg(long, env = "FRAME_WIDTH", default_value_t = 1024)]
+    /// Frame width the model sees (with --resize). (Environment: also FRAME_WIDTH.)
+    #[arg(long, env = "VIDINFER_FRAME_WIDTH", default_value_t = 1024)]
     pub frame_width: u32,
 
-    /// Frame height the model sees (with --resize).
-    #[arg(long, env = "FRAME_HEIGHT", default_value_t = 1024)]
+    /// Frame height the model sees (with --resize). (Environment: also FRAME_HEIGHT.)
+    #[arg(long, env = "VIDINFER_FRAME_HEIGHT", default_value_t = 1024)]
     pub frame_height: u32,
 
     /// How frames are brought to the frame size [default: fit; with --format legacy,
@@ -144,8 +143,9 @@ pub struct ParamArgs {
     pub masks: bool,
 
     /// Output document: v2 (vidinfer/v2, boxes in source pixels) or legacy (the old
-    /// array of {boxes, labels, scores}, boxes in frame pixels).
-    #[arg(long, env = "VIDINFER_OUTPUT_FORMAT", default_value = "v2")]
+    /// array of {boxes, labels, scores}, boxes in frame pixels). (Environment: also
+    /// VIDINFER_OUTPUT_FORMAT.)
+    #[arg(long, env = "VIDINFER_FORMAT", default_value = "v2")]
     pub format: OutputFormat,
 
     /// Follow objects across sampled frames: each v2 detection gets a `track_id` and the
@@ -179,7 +179,47 @@ pub struct ParamArgs {
     pub track_buffer_s: Option<f64>,
 }
 
+/// Where the environment names of --frame-interval and --fps are told in errors.
+const INTERVAL_ENV: &str = "VIDINFER_FRAME_INTERVAL (or FRAME_INTERVAL)";
+const FPS_ENV: &str = "VIDINFER_FPS (or VIDINFER_SAMPLE_FPS)";
+
 impl ParamArgs {
+    /// Choose between every-Nth-frame and a rate when both have a value, by where each
+    /// came from: a typed flag beats the other's environment variable (a deployment's
+    /// `FRAME_INTERVAL=30` must not make a typed `--fps 2` an error); both typed, or
+    /// both from the environment, is a mistake the message names.
+    pub fn settle_sampling(&mut self, matches: &clap::ArgMatches) -> Result<(), String> {
+        use clap::parser::ValueSource::{CommandLine, EnvVariable};
+        if self.frame_interval.is_none() || self.fps.is_none() {
+            return Ok(());
+        }
+        match (
+            matches.value_source("frame_interval"),
+            matches.value_source("fps"),
+        ) {
+            (Some(CommandLine), Some(CommandLine)) => Err(
+                "--frame-interval and --fps were both given: keep every Nth frame, or \
+                 frames at a rate, not both"
+                    .into(),
+            ),
+            (Some(CommandLine), _) => {
+                tracing::debug!("--frame-interval given: {FPS_ENV} ignored");
+                self.fps = None;
+                Ok(())
+            }
+            (_, Some(CommandLine)) => {
+                tracing::debug!("--fps given: {INTERVAL_ENV} ignored");
+                self.frame_interval = None;
+                Ok(())
+            }
+            (Some(EnvVariable), Some(EnvVariable)) => Err(format!(
+                "the environment sets both {INTERVAL_ENV} and {FPS_ENV}: unset one, or \
+                 choose with --frame-interval or --fps"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The job parameters these flags describe, checked by the same validator as a
     /// request's custom attributes and `params` ([`Overrides::apply`]).
     pub fn params(&self) -> anyhow::Result<Params> {
@@ -189,7 +229,10 @@ impl ParamArgs {
             ResizeMode::Original => "original",
         });
         let flags = Overrides {
-            frame_interval: self.fps.is_none().then_some(self.frame_interval),
+            frame_interval: self
+                .fps
+                .is_none()
+                .then_some(self.frame_interval.unwrap_or(30)),
             fps: self.fps,
             min_score: self.min_score,
             format: Some(

@@ -7,14 +7,15 @@ mod serve;
 mod shutdown;
 mod sqs;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Video inference worker: decode a video with FFmpeg, sample frames, run a TorchScript
 /// Mask R-CNN (LibTorch; CUDA when a GPU is present) and write JSON detections.
 ///
-/// Every option can also be set through the environment variable shown in its help;
-/// the legacy system's names (FRAME_INTERVAL, FRAME_WIDTH, FRAME_HEIGHT, BATCH_SIZE)
-/// are accepted.
+/// Every option can also be set through the environment variable shown in its help,
+/// VIDINFER_ + the flag's name (--fps: VIDINFER_FPS); the legacy system's names
+/// (FRAME_INTERVAL, FRAME_WIDTH, FRAME_HEIGHT, BATCH_SIZE) are read when those are
+/// unset. A flag on the command line beats the environment.
 #[derive(Parser, Debug)]
 #[command(name = "vidinfer-worker", version, about, long_about)]
 struct Cli {
@@ -78,13 +79,25 @@ impl std::fmt::Display for Usage {
 impl std::error::Error for Usage {}
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // Options read VIDINFER_<FLAG>; the legacy names are read when those are unset.
+    let matches = vidinfer::cli::with_env_aliases(Cli::command()).get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     args::init_tracing(cli.log_format);
-    let result = match cli.command {
-        Command::Run(a) => run::main(a),
-        Command::Sqs(a) => sqs::main(*a),
-        Command::Serve(a) => serve::main(*a),
-        Command::Probe { video } => probe(&video),
+    let sub = matches.subcommand().map(|(_, m)| m);
+    let settled = match (&mut cli.command, sub) {
+        (Command::Run(a), Some(m)) => a.params.settle_sampling(m),
+        (Command::Sqs(a), Some(m)) => a.params.settle_sampling(m),
+        (Command::Serve(a), Some(m)) => a.params.settle_sampling(m),
+        _ => Ok(()),
+    };
+    let result = match settled {
+        Err(e) => Err(Usage(e).into()),
+        Ok(()) => match cli.command {
+            Command::Run(a) => run::main(a),
+            Command::Sqs(a) => sqs::main(*a),
+            Command::Serve(a) => serve::main(*a),
+            Command::Probe { video } => probe(&video),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -28,12 +28,14 @@ pub struct SqsArgs {
 
     /// S3 prefix for results: each is written to {OUTPUT_PATH}/{inferenceId}.out
     /// (SageMaker's S3OutputPath).
-    #[arg(long, env = "VIDINFER_S3_OUTPUT_PATH")]
+    /// (Environment: also VIDINFER_S3_OUTPUT_PATH.)
+    #[arg(long, env = "VIDINFER_OUTPUT_PATH")]
     pub output_path: S3Uri,
 
     /// S3 prefix for error objects, {FAILURE_PATH}/{inferenceId}-error.out
     /// (SageMaker's S3FailurePath; default: the output path).
-    #[arg(long, env = "VIDINFER_S3_FAILURE_PATH")]
+    /// (Environment: also VIDINFER_S3_FAILURE_PATH.)
+    #[arg(long, env = "VIDINFER_FAILURE_PATH")]
     pub failure_path: Option<S3Uri>,
 
     /// SNS topic ARN for success notifications (none: no success notifications).
@@ -95,11 +97,13 @@ pub struct SqsArgs {
     pub metrics_addr: String,
 
     /// AWS region (default: the SDK's chain: AWS_REGION, profile, instance metadata).
-    #[arg(long, env = "AWS_REGION")]
+    /// (Environment: also AWS_REGION.)
+    #[arg(long, env = "VIDINFER_REGION")]
     pub region: Option<String>,
 
-    /// Endpoint override for S3, SQS and SNS (e.g. a local moto server).
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    /// Endpoint override for S3, SQS and SNS (e.g. a local moto server). (Environment:
+    /// also AWS_ENDPOINT_URL.)
+    #[arg(long, env = "VIDINFER_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
 
     #[command(flatten)]

@@ -449,3 +449,73 @@ fn run_follows_the_command_line_conventions() {
     assert!(done["fields"]["detections"].as_u64().unwrap() > 0);
     assert!(done["fields"]["total_s"].as_f64().unwrap() > 0.0);
 }
+
+/// Options from the environment: `VIDINFER_<FLAG>`, the legacy and earlier names when
+/// that is unset, and a typed flag beats any of them (a deployment's FRAME_INTERVAL
+/// never makes a typed --fps an error).
+#[test]
+fn run_reads_the_environment_and_typed_flags_win() {
+    let model = fixture_model();
+    let model = model.to_str().unwrap();
+    let video = sample_video();
+    let v = video.to_str().unwrap();
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        Command::new(exe())
+            .arg("run")
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let frames = |out: &std::process::Output| -> (bool, usize) {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        match doc.as_array() {
+            Some(legacy) => (true, legacy.len()),
+            None => (false, doc["frames"].as_array().unwrap().len()),
+        }
+    };
+    // 150 frames at 25 fps (6 s): every 50th is 3 frames, every 25th 6, 2 fps 12.
+    let legacy_env = [
+        ("FRAME_INTERVAL", "50"),
+        ("VIDINFER_OUTPUT_FORMAT", "legacy"),
+    ];
+    assert_eq!(frames(&run(&legacy_env, &["--model", model, v])), (true, 3));
+    let both = [("FRAME_INTERVAL", "50"), ("VIDINFER_FRAME_INTERVAL", "25")];
+    assert_eq!(frames(&run(&both, &["--model", model, v])), (false, 6));
+    let typed_fps = run(
+        &[("FRAME_INTERVAL", "50")],
+        &["--model", model, v, "--fps", "2"],
+    );
+    assert_eq!(frames(&typed_fps), (false, 12));
+    let typed_interval = run(
+        &[("VIDINFER_FPS", "2")],
+        &["--model", model, v, "--frame-interval", "25"],
+    );
+    assert_eq!(frames(&typed_interval), (false, 6));
+
+    // Both typed, or both in the environment: a usage error before the model loads.
+    let bogus = ["--model", "/no/such/model.pt", v];
+    for (env, extra, expect) in [
+        (
+            vec![],
+            vec!["--fps", "2", "--frame-interval", "5"],
+            "both given",
+        ),
+        (
+            vec![("VIDINFER_SAMPLE_FPS", "2"), ("FRAME_INTERVAL", "5")],
+            vec![],
+            "the environment sets both",
+        ),
+    ] {
+        let args: Vec<&str> = bogus.iter().copied().chain(extra).collect();
+        let out = run(&env, &args);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env:?} {args:?}: {e}");
+        assert!(e.contains(expect) && !e.contains("model"), "{e}");
+    }
+}
