@@ -34,10 +34,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the model over one local video and write the detections as JSON.
-    ///
-    /// Example: vidinfer-worker run --model tests/fixtures/model/model.pt
-    /// tests/fixtures/sample/shapes.mp4 -o detections.json
+    /// Run the model over videos (local files or directories, S3 objects or prefixes)
+    /// and write one JSON document of detections per video.
     Run(run::RunArgs),
     /// Consume inference requests from an SQS queue: S3 in, S3 out, SNS notifications
     /// in SageMaker's InferenceResult format. Stops on SIGTERM/ctrl-c after draining.

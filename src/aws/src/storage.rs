@@ -1,6 +1,6 @@
-//! S3: `s3://` locations, streaming downloads into a temp file under a size limit,
-//! and uploads (one PUT, or multipart above [`MULTIPART_THRESHOLD`]). Uploads to the
-//! same key overwrite, so a redelivered request writes the same object again.
+//! S3: `s3://` locations, listings, streaming downloads into a temp file under a size
+//! limit, and uploads (one PUT, or multipart above [`MULTIPART_THRESHOLD`]). Uploads to
+//! the same key overwrite, so a redelivered request writes the same object again.
 
 use std::path::Path;
 
@@ -141,6 +141,60 @@ impl Storage {
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
+    }
+
+    /// Whether the bucket of `uri` exists and these credentials reach it (HEAD bucket):
+    /// a misspelt destination found before hours of work rather than after.
+    pub async fn check_bucket(&self, uri: &S3Uri) -> Result<(), StorageError> {
+        let bucket = S3Uri {
+            bucket: uri.bucket.clone(),
+            key: String::new(),
+        };
+        self.client
+            .head_bucket()
+            .bucket(&uri.bucket)
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("HEAD", &bucket, &e))?;
+        Ok(())
+    }
+
+    /// The objects directly under `prefix` (its key is taken as it is, so
+    /// `s3://bucket/in/` lists `in/a.mp4` but neither `in/sub/b.mp4` nor `input.mp4`),
+    /// with their sizes, in key order. "Directory" placeholder objects (keys ending in
+    /// `/`) are left out.
+    pub async fn list(&self, prefix: &S3Uri) -> Result<Vec<(S3Uri, u64)>, StorageError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&prefix.bucket)
+                .prefix(&prefix.key)
+                .delimiter("/")
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| StorageError::from_sdk("LIST", prefix, &e))?;
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                if key.ends_with('/') {
+                    continue;
+                }
+                let uri = S3Uri {
+                    bucket: prefix.bucket.clone(),
+                    key: key.to_string(),
+                };
+                found.push((uri, o.size().unwrap_or(0).max(0) as u64));
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        found.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+        Ok(found)
     }
 
     /// Start reading an object, refusing it when its declared length is over the limit.
