@@ -156,11 +156,12 @@ async fn request(
     params: &Params,
 ) -> Timed {
     let start = Instant::now();
-    let (file, _) = b
+    let file = b
         .storage
         .download(input, b.scratch.path(), u64::MAX)
         .await
-        .expect("download");
+        .expect("download")
+        .file;
     let download_s = start.elapsed().as_secs_f64();
     let out = engine
         .process_file(file.path(), params, |_| {})

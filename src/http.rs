@@ -364,10 +364,8 @@ async fn spool(
 ) -> Result<tempfile::NamedTempFile, ServeError> {
     let internal =
         |e: std::io::Error| ServeError::Internal(format!("spooling the request body: {e}"));
-    let tmp = tempfile::Builder::new()
-        .prefix("vidinfer-request-")
-        .tempfile_in(dir)
-        .map_err(internal)?;
+    let tmp =
+        crate::storage::locked_temp_file(dir, crate::storage::REQUEST_PREFIX).map_err(internal)?;
     let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(internal)?);
     let mut stream = body.into_data_stream();
     let mut n = 0u64;

@@ -14,7 +14,8 @@
 //! | `vidinfer_jobs_in_flight` | gauge | both |
 //! | `vidinfer_model_queue_batches` | gauge | both: batches waiting for the model thread |
 //! | `vidinfer_batch_size` | histogram | both: pictures per forward call |
-//! | `vidinfer_frames_sampled_total`, `vidinfer_frames_decoded_total` | counter | both |
+//! | `vidinfer_frames_sampled_total`, `vidinfer_frames_decoded_total` | counter | both: frames through the model; pictures decoded |
+//! | `vidinfer_frames_resumed_total` | counter | sqs: frames taken from checkpoints |
 //! | `vidinfer_detections_total` | counter | both: detections written (≥ min_score) |
 //! | `vidinfer_model_info{model,device}` | gauge (1) | both |
 //! | `process_*` | | both: CPU seconds, resident memory, open fds (from /proc) |
@@ -113,6 +114,7 @@ pub struct Metrics {
     model_queue: IntGauge,
     batch_size: Histogram,
     frames_sampled: IntCounter,
+    frames_resumed: IntCounter,
     frames_decoded: IntCounter,
     detections: IntCounter,
     model_info: IntGaugeVec,
@@ -207,7 +209,11 @@ impl Metrics {
         ))?;
         let frames_sampled = IntCounter::new(
             "vidinfer_frames_sampled_total",
-            "Sampled frames run through the model.",
+            "Sampled frames run through the model (not those taken from a checkpoint).",
+        )?;
+        let frames_resumed = IntCounter::new(
+            "vidinfer_frames_resumed_total",
+            "Sampled frames taken from a checkpoint instead of the model.",
         )?;
         let frames_decoded = IntCounter::new(
             "vidinfer_frames_decoded_total",
@@ -227,6 +233,7 @@ impl Metrics {
             Box::new(model_queue.clone()),
             Box::new(batch_size.clone()),
             Box::new(frames_sampled.clone()),
+            Box::new(frames_resumed.clone()),
             Box::new(frames_decoded.clone()),
             Box::new(detections.clone()),
             Box::new(model_info.clone()),
@@ -242,6 +249,7 @@ impl Metrics {
             model_queue,
             batch_size,
             frames_sampled,
+            frames_resumed,
             frames_decoded,
             detections,
             model_info,
@@ -310,7 +318,9 @@ impl Metrics {
         self.stage("decode", stats.decode_s);
         self.stage("infer", stats.infer_s);
         self.stage("track", stats.track_s);
-        self.frames_sampled.inc_by(stats.frames_sampled);
+        self.frames_sampled
+            .inc_by(stats.frames_sampled - stats.frames_resumed);
+        self.frames_resumed.inc_by(stats.frames_resumed);
         self.frames_decoded.inc_by(stats.frames_decoded);
         self.detections.inc_by(stats.detections);
     }

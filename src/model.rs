@@ -244,6 +244,29 @@ pub fn register_torchvision_ops() -> Result<PathBuf, ModelError> {
         .map_err(|reason| ModelError::TorchvisionOps { reason })
 }
 
+/// `name:size:crc32` of the model file: the same file gives the same value on every
+/// worker, any other file (retrained, re-exported) almost surely another.
+fn fingerprint(path: &Path, name: &str) -> Result<String, ModelError> {
+    use std::io::Read;
+    let read_error = |e: std::io::Error| ModelError::Load {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(read_error)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(format!("{name}:{size}:{:08x}", hasher.finalize()))
+}
+
 fn sidecar_path(model: &Path) -> PathBuf {
     model.with_extension("json")
 }
@@ -414,6 +437,7 @@ impl Runtime {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "model".into())
         });
+        let fingerprint = fingerprint(&config.path, &name)?;
         let mut rt = Runtime {
             module,
             device,
@@ -424,6 +448,7 @@ impl Runtime {
                 device: device_name(device),
                 batch_size: config.batch_size,
                 load_s: 0.0,
+                fingerprint,
             },
         };
         // Warm-up: a mid-grey picture; also proves the calling convention works.

@@ -49,6 +49,10 @@ pub struct JobStats {
     pub track_s: f64,
     /// Seconds from start to the last detection.
     pub wall_s: f64,
+    /// Sampled frames taken from a checkpoint instead of the model (counted in
+    /// `frames_sampled` too).
+    #[serde(default)]
+    pub frames_resumed: u64,
 }
 
 /// The result of a job, ready to be rendered in either schema.
@@ -159,6 +163,10 @@ pub enum PipelineError {
     Model(#[from] ModelError),
     #[error("the decode thread failed: {0}")]
     Internal(String),
+    /// Frames given to resume from are not what this video gives (another video, other
+    /// parameters, a damaged or altered checkpoint): the job must start over.
+    #[error("the frames to resume from do not match the video: {0}")]
+    Resume(String),
 }
 
 impl PipelineError {
@@ -167,7 +175,9 @@ impl PipelineError {
         match self {
             PipelineError::Video(e) => e.is_transient(),
             PipelineError::Model(ModelError::Stopped) => true,
-            PipelineError::Model(_) | PipelineError::Internal(_) => false,
+            PipelineError::Model(_) | PipelineError::Internal(_) | PipelineError::Resume(_) => {
+                false
+            }
         }
     }
 }
@@ -182,6 +192,7 @@ fn expected_samples(info: &VideoInfo, sampling: Sampling) -> Option<u64> {
     match sampling {
         Sampling::EveryNth(n) => info.frames.map(|f| f.div_ceil(u64::from(n))),
         Sampling::Fps(fps) => info.duration_s.map(|d| (d * fps).ceil() as u64),
+        // No container declares how many keyframes it holds.
     }
 }
 
@@ -201,13 +212,26 @@ impl Engine {
         &self,
         path: &Path,
         params: &Params,
-        progress: impl FnMut(Progress) + Send,
+        mut progress: impl FnMut(Progress) + Send,
+    ) -> Result<Finished, PipelineError> {
+        self.process_file_from(path, params, Vec::new(), |p, _| progress(p))
+            .await
+    }
+
+    /// [`Engine::process_file`] resuming after `done`, the frames a checkpoint holds;
+    /// `progress` also sees every frame done so far, to save the next checkpoint.
+    pub async fn process_file_from(
+        &self,
+        path: &Path,
+        params: &Params,
+        done: Vec<FrameDetections>,
+        progress: impl FnMut(Progress, &[FrameDetections]) + Send,
     ) -> Result<Finished, PipelineError> {
         let job = Job {
             source: Source::Path(path.to_path_buf()),
             params: params.clone(),
         };
-        let out = self.run(job, progress).await?;
+        let out = self.run_from(job, done, progress).await?;
         Ok(Finished {
             document: out.document(&self.model, params),
             video: out.video,
@@ -222,6 +246,21 @@ impl Engine {
         job: Job,
         mut progress: impl FnMut(Progress) + Send,
     ) -> Result<JobOutput, PipelineError> {
+        self.run_from(job, Vec::new(), |p, _| progress(p)).await
+    }
+
+    /// [`Engine::run`] after `done`: the first sampled frames of this job with their
+    /// detections as the model gave them (a checkpoint). They are replayed through the
+    /// tracker, and the decoder checks that it samples exactly these frames (index,
+    /// time, geometry) before the model sees the next ones; if not, the job fails with
+    /// [`PipelineError::Resume`] and should start over. The result is the one an
+    /// uninterrupted run gives.
+    pub async fn run_from(
+        &self,
+        job: Job,
+        done: Vec<FrameDetections>,
+        mut progress: impl FnMut(Progress, &[FrameDetections]) + Send,
+    ) -> Result<JobOutput, PipelineError> {
         let start = Instant::now();
         let batch = self.model.info().batch_size.max(1);
         let params = job.params;
@@ -229,8 +268,10 @@ impl Engine {
         let (info_tx, info_rx) = tokio::sync::oneshot::channel();
         let opts = params.decode_options();
         let source = job.source;
-        let decode =
-            tokio::task::spawn_blocking(move || decode_into(source, opts, info_tx, frame_tx));
+        let resumed: Vec<FrameMeta> = done.iter().map(|f| f.meta).collect();
+        let decode = tokio::task::spawn_blocking(move || {
+            decode_into(source, opts, &resumed, info_tx, frame_tx)
+        });
         let video = match info_rx.await {
             Ok(Ok(info)) => info,
             Ok(Err(e)) => return Err(e.into()),
@@ -239,6 +280,11 @@ impl Engine {
         let expected = expected_samples(&video, params.sampling);
         let masks = params.masks && self.model.info().masks;
         let mut assembly = Assembly::new(&params, video);
+        assembly.stats.frames_resumed = done.len() as u64;
+        for f in done {
+            check_resumed(&f, &assembly.video)?;
+            assembly.push(f.meta, f.detections);
+        }
 
         type Pending = tokio::task::JoinHandle<crate::model::InferResult>;
         let mut in_flight: VecDeque<(Vec<FrameMeta>, Pending)> = VecDeque::new();
@@ -264,14 +310,17 @@ impl Engine {
             for (meta, detections) in metas.into_iter().zip(dets) {
                 assembly.push(meta, detections);
             }
-            progress(Progress {
-                frames_done: assembly.frames.len() as u64,
-                frames_expected: expected,
-            });
+            progress(
+                Progress {
+                    frames_done: assembly.frames.len() as u64,
+                    frames_expected: expected,
+                },
+                &assembly.frames,
+            );
         }
         let (frames_decoded, decode_s) = decode
             .await
-            .map_err(|e| PipelineError::Internal(e.to_string()))?;
+            .map_err(|e| PipelineError::Internal(e.to_string()))??;
         let mut out = assembly.finish();
         out.stats.frames_decoded = frames_decoded;
         out.stats.decode_s = decode_s;
@@ -280,25 +329,67 @@ impl Engine {
     }
 }
 
+/// A resumed frame must be one this video can have: its picture inside the frame size,
+/// finite boxes and scores in [0, 1], masks inside the picture. (That it is the frame
+/// the decoder samples is checked by the decode thread.)
+fn check_resumed(f: &FrameDetections, video: &VideoInfo) -> Result<(), PipelineError> {
+    let m = &f.meta;
+    let bad = |what: String| Err(PipelineError::Resume(format!("frame {}: {what}", m.index)));
+    if video.frames.is_some_and(|n| m.index >= n) {
+        return bad("beyond the video's last frame".into());
+    }
+    let (w, h) = (m.width as f32, m.height as f32);
+    for d in &f.detections {
+        let [x1, y1, x2, y2] = d.bbox;
+        let inside = d.bbox.iter().all(|v| v.is_finite())
+            && (0.0..=w).contains(&x1)
+            && (0.0..=w).contains(&x2)
+            && (0.0..=h).contains(&y1)
+            && (0.0..=h).contains(&y2)
+            && x1 <= x2
+            && y1 <= y2;
+        if !inside || !(0.0..=1.0).contains(&d.score) {
+            return bad(format!(
+                "a detection {:?} @ {} outside the picture",
+                d.bbox, d.score
+            ));
+        }
+        if let Some(mask) = &d.mask {
+            let fits = u64::from(mask.x0) + u64::from(mask.width) <= u64::from(m.width)
+                && u64::from(mask.y0) + u64::from(mask.height) <= u64::from(m.height)
+                && mask.bits.len() as u64 == u64::from(mask.width) * u64::from(mask.height);
+            if !fits {
+                return bad("a mask outside the picture".into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The decode thread: open the source, report what the video is, then push kept frames
-/// into `frames` until the end, an error, or the job is abandoned. Returns the frames
-/// decoded and the seconds the decoder was busy (waiting for the model excluded).
+/// into `frames` until the end, an error, or the job is abandoned. The first kept
+/// frames must be exactly `resumed` (a checkpoint's): they are checked and not sent.
+/// Returns the frames decoded and the seconds the decoder was busy (waiting for the
+/// model excluded), or why the resumed frames do not match.
 fn decode_into(
     source: Source,
     opts: DecodeOptions,
+    resumed: &[FrameMeta],
     info: tokio::sync::oneshot::Sender<Result<VideoInfo, VideoError>>,
     frames: mpsc::Sender<Result<Frame, VideoError>>,
-) -> (u64, f64) {
+) -> Result<(u64, f64), PipelineError> {
     let t0 = Instant::now();
     let mut dec = match Decoder::open(source, opts) {
         Ok(d) => d,
         Err(e) => {
             let _ = info.send(Err(e));
-            return (0, t0.elapsed().as_secs_f64());
+            return Ok((0, t0.elapsed().as_secs_f64()));
         }
     };
     let mut busy = t0.elapsed();
     let _ = info.send(Ok(dec.info().clone()));
+    let mut expect = resumed.iter();
+    let mut complete = resumed.is_empty();
     loop {
         let t = Instant::now();
         let item = match dec.next_frame() {
@@ -307,13 +398,42 @@ fn decode_into(
             Err(e) => Err(e),
         };
         busy += t.elapsed();
+        if let (Ok(frame), false) = (&item, complete) {
+            match expect.next() {
+                Some(m) if *m == frame.meta => {
+                    complete = expect.len() == 0;
+                    continue;
+                }
+                Some(m) => {
+                    return Err(PipelineError::Resume(format!(
+                        "the checkpoint has frame {} at {} s ({}x{}) where the video gives \
+                         frame {} at {} s ({}x{})",
+                        m.index,
+                        m.pts_s,
+                        m.width,
+                        m.height,
+                        frame.meta.index,
+                        frame.meta.pts_s,
+                        frame.meta.width,
+                        frame.meta.height
+                    )))
+                }
+                None => complete = true,
+            }
+        }
         let failed = item.is_err();
         // The receiver is gone when the job was abandoned: stop decoding.
         if frames.blocking_send(item).is_err() || failed {
             break;
         }
     }
-    (dec.frames_decoded(), busy.as_secs_f64())
+    if !complete {
+        return Err(PipelineError::Resume(format!(
+            "the checkpoint has {} frames more than the video gives",
+            expect.len()
+        )));
+    }
+    Ok((dec.frames_decoded(), busy.as_secs_f64()))
 }
 
 /// Up to `batch` frames from the decoder, split into metadata and pictures; sets

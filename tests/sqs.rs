@@ -50,6 +50,7 @@ fn config(res: &Resources, output_bucket: &str) -> SqsConfig {
             ..Params::default()
         },
         allowed_inputs: Default::default(),
+        checkpoint_every: None,
     }
 }
 

@@ -58,11 +58,12 @@ pub fn video_source(location: &str) -> Result<(Source, Option<tempfile::NamedTem
     refuse_remote(location)?;
     if location.starts_with("s3://") {
         let uri = s3_uri(location)?;
-        let (file, _) = s3_runtime()?.block_on(async {
+        let file = s3_runtime()?.block_on(async {
             let sdk = vidinfer_aws::aws::load(&Default::default()).await;
             vidinfer_aws::storage::Storage::new(&sdk)
                 .download(&uri, &std::env::temp_dir(), MAX_VIDEO_BYTES)
                 .await
+                .map(|d| d.file)
         })?;
         return Ok((Source::Path(file.path().to_path_buf()), Some(file)));
     }

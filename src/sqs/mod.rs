@@ -12,6 +12,7 @@
 //! the lease alive while the job runs, download the video, run the engine's job path
 //! ([`Engine::process_file`]), then settle.
 
+pub mod checkpoint;
 pub mod lease;
 pub mod outcome;
 
@@ -27,12 +28,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
 use crate::aws::classify;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Outcome};
 use crate::notify::{Notifier, RequestParameters};
 use crate::params::Params;
-use crate::pipeline::Engine;
+use crate::pipeline::{Engine, PipelineError};
 use crate::request::{InputPolicy, Request};
-use crate::storage::{S3Uri, Storage};
+use crate::schema::FrameDetections;
+use crate::storage::{Downloaded, S3Uri, Storage};
+use checkpoint::{Checkpoints, Fingerprint};
 use lease::{Lease, LeasePolicy};
 use outcome::{JobError, OutcomeStep, RequestInfo};
 
@@ -76,6 +79,8 @@ pub struct SqsConfig {
     pub defaults: Params,
     /// S3 locations requests may read (empty: any the worker's credentials can read).
     pub allowed_inputs: InputPolicy,
+    /// How often a running job saves a checkpoint (`None`: never); see [`checkpoint`].
+    pub checkpoint_every: Option<Duration>,
 }
 
 /// A message as received, before its body is looked at.
@@ -108,6 +113,7 @@ pub struct SqsWorker {
     config: SqsConfig,
     metrics: Arc<Metrics>,
     outcome: OutcomeStep,
+    checkpoints: Option<Checkpoints>,
 }
 
 impl SqsWorker {
@@ -130,7 +136,11 @@ impl SqsWorker {
             step_attempts: config.step_attempts,
         };
         metrics.watch_model(engine.model());
+        let checkpoints = config
+            .checkpoint_every
+            .map(|every| Checkpoints::new(storage.clone(), &config.output_path, every));
         SqsWorker {
+            checkpoints,
             engine,
             storage,
             sqs: aws_sdk_sqs::Client::new(sdk),
@@ -167,6 +177,11 @@ impl SqsWorker {
         let mut backoff = Duration::from_secs(1);
         let mut stopped_at: Option<Instant> = None;
         info!(queue = %self.config.queue_url, concurrency = self.config.concurrency, "worker started");
+        // Downloads a killed worker left in the temp dir (live ones are locked).
+        let swept = crate::storage::sweep_stale_temp_files(&self.config.temp_dir);
+        if swept > 0 {
+            info!(swept, dir = %self.config.temp_dir.display(), "removed downloads left by a stopped worker");
+        }
         loop {
             while let Some(done) = tasks.try_join_next() {
                 if let Err(e) = done {
@@ -330,14 +345,24 @@ impl SqsWorker {
         );
         let started = Instant::now();
         let outcome = async {
-            let (info, result) = match self.admit(&received) {
+            let (info, result, ran) = match self.admit(&received) {
                 Ok((request, params, info)) => {
                     let result = self.run_job(&request, &params, &lease, &hard_stop).await;
-                    (info, result)
+                    (info, result, true)
                 }
-                Err((info, e)) => (info, Err(e)),
+                Err((info, e)) => (info, Err(e), false),
             };
-            self.outcome.settle(&info, lease, result).await
+            let outcome = self.outcome.settle(&info, lease, result).await;
+            // Settled for good (the message is deleted): its checkpoint has served.
+            // Retried or handed back: kept, so the redelivery resumes from it.
+            let settled = matches!(
+                outcome,
+                Outcome::Completed | Outcome::Failed | Outcome::Expired
+            );
+            if let (true, true, Some(c)) = (ran, settled, &self.checkpoints) {
+                c.delete(&info.inference_id).await;
+            }
+            outcome
         }
         .instrument(span.clone())
         .await;
@@ -426,7 +451,7 @@ impl SqsWorker {
     /// Download the input and run the engine's job path on it.
     async fn process(&self, request: &Request, params: &Params) -> Result<Vec<u8>, JobError> {
         let t = Instant::now();
-        let (file, bytes) = self
+        let Downloaded { file, bytes, etag } = self
             .storage
             .download(
                 &request.input,
@@ -441,12 +466,42 @@ impl SqsWorker {
         span.record("input_bytes", bytes);
         span.record("download_s", download_s);
         info!(bytes, input = %request.input, "downloaded");
+        let fingerprint = Fingerprint {
+            input: request.input.to_string(),
+            etag,
+            size: bytes,
+            params: params.clone(),
+            model: self.engine.model().info().fingerprint.clone(),
+        };
+        let id = request.inference_id.as_str();
+        let resume = match &self.checkpoints {
+            Some(c) => c.load(id, &fingerprint).await,
+            None => Vec::new(),
+        };
+        let mut saver = self.checkpoints.as_ref().map(|c| c.saver(id, fingerprint));
         let mut log = crate::pipeline::ProgressLog::from_env();
-        let done = self
+        let mut progress = |p, frames: &[FrameDetections]| {
+            log.observe(p);
+            if let Some(s) = saver.as_mut() {
+                s.offer(frames);
+            }
+        };
+        let path = file.path();
+        let mut result = self
             .engine
-            .process_file(file.path(), params, |p| log.observe(p))
-            .await
-            .map_err(JobError::Pipeline)?;
+            .process_file_from(path, params, resume, &mut progress)
+            .await;
+        if let Err(PipelineError::Resume(why)) = &result {
+            warn!("checkpoint ignored, starting over: {why}");
+            result = self
+                .engine
+                .process_file_from(path, params, Vec::new(), &mut progress)
+                .await;
+        }
+        if let Some(s) = saver {
+            s.finish().await;
+        }
+        let done = result.map_err(JobError::Pipeline)?;
         drop(file);
         let s = &done.stats;
         span.record("frames_sampled", s.frames_sampled);

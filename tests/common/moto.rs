@@ -337,8 +337,11 @@ pub fn spawn_sqs_worker_logged(
         .args(["--output-path", &format!("s3://{}/results", res.bucket)])
         .args(["--success-topic", &res.success_topic])
         .args(["--error-topic", &res.error_topic])
-        .args(["--wait-time", "1", "--metrics-addr", "off"])
-        .args(extra)
+        .args(["--wait-time", "1"]);
+    if !extra.contains(&"--metrics-addr") {
+        cmd.args(["--metrics-addr", "off"]);
+    }
+    cmd.args(extra)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(log)

@@ -668,7 +668,7 @@ impl Runner {
             Source::File(p) => p,
             Source::S3(uri) => {
                 let storage = self.storage.as_ref().expect("an S3 client for S3 inputs");
-                let (file, bytes) = storage
+                let vidinfer::storage::Downloaded { file, bytes, .. } = storage
                     .download(uri, &self.tmp_dir, self.max_input_bytes)
                     .await
                     .with_context(|| format!("downloading {label}"))?;

@@ -58,6 +58,11 @@ pub fn main(a: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.job_timeout >= 1, "--job-timeout must be at least 1 s");
     let defaults = a.params.params()?;
     let rt = vidinfer::runtime::build()?;
+    // Request bodies a killed server left in the temp dir (live ones are locked).
+    let swept = vidinfer::storage::sweep_stale_temp_files(&a.tmp_dir);
+    if swept > 0 {
+        tracing::info!(swept, dir = %a.tmp_dir.display(), "removed request bodies left by a stopped server");
+    }
     rt.block_on(async move {
         // Bind first: SageMaker's health check may connect before the model is loaded.
         let listener = tokio::net::TcpListener::bind(a.listen)

@@ -92,6 +92,14 @@ pub struct SqsArgs {
     #[arg(long, env = "VIDINFER_ALLOWED_INPUTS", value_delimiter = ',')]
     pub allowed_inputs: Vec<S3Uri>,
 
+    /// Seconds between checkpoints of a running job (0: none). A checkpoint holds the
+    /// detections so far at {OUTPUT_PATH}/.checkpoints/{inferenceId}.json; when the
+    /// request is redelivered (a crash, a spot stop, SIGKILL) the job resumes after it.
+    /// Deleted once the request is settled.
+    #[arg(long, env = "VIDINFER_CHECKPOINT_INTERVAL", default_value_t = 60.0,
+          value_parser = parse_seconds)]
+    pub checkpoint_interval: f64,
+
     /// Address of the /metrics (Prometheus) and /ping endpoint; "off" disables it.
     #[arg(long, env = "VIDINFER_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: String,
@@ -168,6 +176,13 @@ pub fn main(a: SqsArgs) -> anyhow::Result<()> {
     result
 }
 
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds (0 or more)")),
+    }
+}
+
 impl SqsArgs {
     /// The worker's configuration from these flags.
     fn config(&self, region: String, defaults: Params) -> SqsConfig {
@@ -194,6 +209,8 @@ impl SqsArgs {
             temp_dir: self.tmp_dir.clone(),
             defaults,
             allowed_inputs: InputPolicy::new(self.allowed_inputs.clone()),
+            checkpoint_every: (self.checkpoint_interval > 0.0)
+                .then(|| Duration::from_secs_f64(self.checkpoint_interval)),
         }
     }
 }

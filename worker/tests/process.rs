@@ -53,15 +53,29 @@ fn message(res: &Resources, id: &str) -> String {
     )
 }
 
+/// Files of ours in a temp dir.
+fn temp_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vidinfer-"))
+        .collect()
+}
+
 /// A worker killed with SIGKILL mid-job writes nothing; its message reappears after
 /// the visibility timeout and a second worker completes it: exactly one output object
-/// and one success notification for the inferenceId.
+/// and one success notification for the inferenceId. The download the killed worker
+/// left in the shared temp dir is removed by the next worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_request_is_redelivered_and_completed_once() {
     let (moto, sdk, res) = with_sample_video(5).await;
     send(&sdk, &res.queue_url, &message(&res, "killed-once")).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp_dir = tmp.path().to_str().unwrap();
+    let args = ["--visibility-timeout", "10", "--tmp-dir", tmp_dir];
 
-    let mut first = spawn_worker(&moto, &res, &["--visibility-timeout", "10"]);
+    let mut first = spawn_worker(&moto, &res, &args);
     wait_until(
         "the first worker to take the message",
         Duration::from_secs(60),
@@ -74,8 +88,13 @@ async fn a_killed_workers_request_is_redelivered_and_completed_once() {
     assert!(download(&sdk, &res.bucket, "results/killed-once.out")
         .await
         .is_none());
+    assert_eq!(
+        temp_files(tmp.path()).len(),
+        1,
+        "the killed worker's download"
+    );
 
-    let mut second = spawn_worker(&moto, &res, &["--visibility-timeout", "10"]);
+    let mut second = spawn_worker(&moto, &res, &args);
     let notes = notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(120)).await;
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0]["inferenceId"], "killed-once");
@@ -92,6 +111,7 @@ async fn a_killed_workers_request_is_redelivered_and_completed_once() {
         .collect();
     assert_eq!(keys, vec!["results/killed-once.out".to_string()]);
     assert_eq!(depth(&sdk, &res.queue_url).await, (0, 0));
+    assert_eq!(temp_files(tmp.path()), Vec::<String>::new(), "no litter");
     second.kill().unwrap();
     second.wait().unwrap();
 }
@@ -218,4 +238,142 @@ async fn each_job_ends_with_one_structured_line() {
     assert!(span["input_bytes"].as_u64().unwrap() > 10_000);
     assert!(span["detections"].as_u64().unwrap() > 0);
     assert!(span["infer_s"].as_f64().unwrap() > 0.0);
+}
+
+/// The address a worker logged for its metrics endpoint (`--metrics-addr 127.0.0.1:0`,
+/// JSON logs).
+async fn metrics_addr(log: &std::path::Path) -> String {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["fields"]["message"] == "metrics on /metrics")
+            .and_then(|l| l["fields"]["addr"].as_str().map(str::to_string));
+        if let Some(addr) = found {
+            return addr;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no metrics address logged:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One sample of a worker's /metrics.
+fn scrape(addr: &str, series: &str) -> f64 {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let (status, body) = common::http_exchange(addr, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body).into_owned();
+    common::metric(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+/// The frames a stored checkpoint holds (0 when there is none yet).
+async fn checkpoint_frames(sdk: &aws_config::SdkConfig, bucket: &str, id: &str) -> usize {
+    let key = format!("results/.checkpoints/{id}.json");
+    match download(sdk, bucket, &key).await {
+        Some(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .map(|v| v["frames"].as_array().map_or(0, Vec::len))
+            .unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// A long job SIGKILLed at ~70 % resumes from its checkpoint on the next worker: that
+/// worker runs at most 35 % of the frames through the model (its own metrics count
+/// them), the document is byte-identical to an uninterrupted run's, and the checkpoint
+/// is gone afterwards. A checkpoint that is garbage never fails a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_job_resumes_from_its_checkpoint() {
+    let (moto, sdk, res) = with_sample_video(5).await;
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_vidinfer-worker"));
+    let dir = tempfile::tempdir().unwrap();
+    // Every 2nd frame of the 150: 75 forward passes, a job long enough to interrupt.
+    let params = ["--frame-interval", "2", "--checkpoint-interval", "0.5"];
+    let spawn = |name: &str| {
+        let log = dir.path().join(name);
+        let mut args = vec!["--concurrency", "1", "--visibility-timeout", "10"];
+        args.extend(["--log-format", "json", "--metrics-addr", "127.0.0.1:0"]);
+        args.extend(params);
+        (
+            spawn_sqs_worker_logged(exe, &moto.env(), &res, &args, &log),
+            log,
+        )
+    };
+    let body = format!(
+        r#"{{"inputLocation":"s3://{}/in/shapes.mp4","inferenceId":"resume-1"}}"#,
+        res.bucket
+    );
+    send(&sdk, &res.queue_url, &body).await;
+    let (mut first, _) = spawn("first.log");
+    wait_until(
+        "a checkpoint with 70 % of the frames",
+        Duration::from_secs(180),
+        || async { checkpoint_frames(&sdk, &res.bucket, "resume-1").await >= 53 },
+    )
+    .await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let saved = checkpoint_frames(&sdk, &res.bucket, "resume-1").await;
+    assert!((53..75).contains(&saved), "{saved} frames checkpointed");
+
+    let (mut second, log) = spawn("second.log");
+    let addr = metrics_addr(&log).await;
+    let notes = notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(180)).await;
+    assert_eq!(notes.len(), 1);
+    let inferred = scrape(&addr, "vidinfer_frames_sampled_total");
+    let resumed = scrape(&addr, "vidinfer_frames_resumed_total");
+    assert_eq!(inferred + resumed, 75.0);
+    assert!(
+        inferred <= 0.35 * 75.0,
+        "re-inferred {inferred} of 75 frames"
+    );
+    assert_eq!(resumed, saved as f64);
+    let resumed_doc = download(&sdk, &res.bucket, "results/resume-1.out")
+        .await
+        .expect("output stored");
+    assert_eq!(
+        checkpoint_frames(&sdk, &res.bucket, "resume-1").await,
+        0,
+        "deleted once settled"
+    );
+
+    // A garbage checkpoint under another request's id: ignored, the job starts over,
+    // and it is replaced, then deleted.
+    let key = "results/.checkpoints/garbage-1.json";
+    upload(&sdk, &res.bucket, key, b"{\"schema\":\"no\"".to_vec()).await;
+    let body = format!(
+        r#"{{"inputLocation":"s3://{}/in/shapes.mp4","inferenceId":"garbage-1","params":{{"frameInterval":50}}}}"#,
+        res.bucket
+    );
+    send(&sdk, &res.queue_url, &body).await;
+    let notes = notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(120)).await;
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["inferenceId"], "garbage-1");
+    assert!(download(&sdk, &res.bucket, key).await.is_none());
+    let _ = second.kill();
+    second.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("checkpoint ignored, starting over"), "{log}");
+    assert!(log.contains("resuming from a checkpoint"), "{log}");
+
+    // The uninterrupted run of the same parameters gives the same bytes.
+    let out = dir.path().join("whole.json");
+    let status = Command::new(exe)
+        .args(["run", "--model", common::fixture_model().to_str().unwrap()])
+        .arg(common::sample_video())
+        .args(["--frame-interval", "2", "-o"])
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let whole = std::fs::read(&out).unwrap();
+    assert!(
+        whole == resumed_doc,
+        "the resumed document differs from the uninterrupted one"
+    );
 }

@@ -15,6 +15,92 @@ pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
 /// Size of each part of a multipart upload (S3's minimum is 5 MiB).
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// Temp files of downloads start with this.
+pub const DOWNLOAD_PREFIX: &str = "vidinfer-input-";
+/// Temp files of request bodies (`serve`) start with this.
+pub const REQUEST_PREFIX: &str = "vidinfer-request-";
+
+/// A new temp file in `dir` named `prefix…`, deleted when dropped and locked (`flock`)
+/// while it lives, so [`sweep_stale_temp_files`] can tell it from one a killed process
+/// left behind. A sweep may catch the file between its creation and its lock and remove
+/// it: the lock is then on a file no longer at that path, which is checked, and a new
+/// file is made.
+pub fn locked_temp_file(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::MetadataExt;
+    for _ in 0..5 {
+        let tmp = tempfile::Builder::new().prefix(prefix).tempfile_in(dir)?;
+        lock_exclusive(tmp.as_file(), false)?;
+        let held = tmp.as_file().metadata()?;
+        match std::fs::metadata(tmp.path()) {
+            Ok(at_path) if (at_path.dev(), at_path.ino()) == (held.dev(), held.ino()) => {
+                return Ok(tmp)
+            }
+            _ => continue, // swept in that instant
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "temp files in {} keep disappearing",
+        dir.display()
+    )))
+}
+
+/// An object downloaded into a temp file (deleted when this is dropped).
+#[derive(Debug)]
+pub struct Downloaded {
+    pub file: tempfile::NamedTempFile,
+    /// Bytes written.
+    pub bytes: u64,
+    /// The object's ETag as S3 gave it (quotes included), when it gave one.
+    pub etag: Option<String>,
+}
+
+/// `flock` on `file`: exclusive, blocking or not. The lock lives as long as the open
+/// file and dies with the process, whatever kills it.
+fn lock_exclusive(file: &std::fs::File, nonblocking: bool) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let op = libc::LOCK_EX | if nonblocking { libc::LOCK_NB } else { 0 };
+    // SAFETY: flock on a file descriptor this `File` owns and keeps open.
+    if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Remove the temp files of downloads and request bodies in `dir` that no live process
+/// holds: those a killed worker left behind (live ones are locked, see
+/// [`locked_temp_file`]). Returns how many were removed; errors on single files are
+/// skipped.
+pub fn sweep_stale_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let is_ours = name
+            .to_str()
+            .is_some_and(|n| n.starts_with(DOWNLOAD_PREFIX) || n.starts_with(REQUEST_PREFIX));
+        if !is_ours || !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = e.path();
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        // Held by a live process: leave it. Free: its owner is gone (or has not locked
+        // it yet, which locked_temp_file notices), so remove it while holding the lock.
+        if lock_exclusive(&file, true).unwrap_or(false) && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// A bucket and a key (or key prefix).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct S3Uri {
@@ -224,17 +310,17 @@ impl Storage {
 
     /// Stream an object into a new temp file in `dir`, refusing objects larger than
     /// `max_bytes` (checked on the declared length before anything is read, and again
-    /// while reading). The file is deleted when the returned handle is dropped.
+    /// while reading). The file is deleted when the returned handle is dropped, and
+    /// locked while it lives (see [`locked_temp_file`]).
     pub async fn download(
         &self,
         uri: &S3Uri,
         dir: &Path,
         max_bytes: u64,
-    ) -> Result<(tempfile::NamedTempFile, u64), StorageError> {
+    ) -> Result<Downloaded, StorageError> {
         let resp = self.get(uri, max_bytes).await?;
-        let tmp = tempfile::Builder::new()
-            .prefix("vidinfer-input-")
-            .tempfile_in(dir)?;
+        let etag = resp.e_tag().map(str::to_string);
+        let tmp = locked_temp_file(dir, DOWNLOAD_PREFIX)?;
         let mut file = tokio::fs::File::from_std(tmp.reopen()?);
         let mut body = resp.body;
         let mut written = 0u64;
@@ -256,7 +342,11 @@ impl Storage {
             file.write_all(&chunk).await?;
         }
         file.flush().await?;
-        Ok((tmp, written))
+        Ok(Downloaded {
+            file: tmp,
+            bytes: written,
+            etag,
+        })
     }
 
     /// Read a whole (small) object into memory, refusing more than `max_bytes`.
@@ -272,6 +362,18 @@ impl Storage {
                 message: e.to_string(),
             })?;
         Ok(data.into_bytes().to_vec())
+    }
+
+    /// Delete an object (deleting one that does not exist succeeds, as on S3).
+    pub async fn delete(&self, uri: &S3Uri) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("DELETE", uri, &e))?;
+        Ok(())
     }
 
     /// Write an object (overwriting), in parts when it is large.
@@ -367,6 +469,31 @@ impl Storage {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_sweep_removes_unlocked_temp_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let make = |name: &str, age_s: u64| {
+            let path = dir.path().join(name);
+            let f = std::fs::File::create(&path).unwrap();
+            let t = std::time::SystemTime::now() - std::time::Duration::from_secs(age_s);
+            f.set_modified(t).unwrap();
+            path
+        };
+        let stale = make("vidinfer-input-stale", 3600);
+        let body = make("vidinfer-request-stale", 0);
+        let other = make("notes.txt", 3600);
+        // A live download holds its lock on its own open file.
+        let live = locked_temp_file(dir.path(), DOWNLOAD_PREFIX).unwrap();
+        assert_eq!(sweep_stale_temp_files(dir.path()), 2);
+        assert!(!stale.exists() && !body.exists());
+        assert!(live.path().exists() && other.exists());
+        // What a killed process leaves: the file, no lock.
+        let (file, path) = live.keep().unwrap();
+        drop(file);
+        assert_eq!(sweep_stale_temp_files(dir.path()), 1, "released: now stale");
+        assert!(!path.exists());
+    }
+
     use super::*;
 
     #[test]

@@ -19,6 +19,10 @@ pub struct ModelInfo {
     pub batch_size: usize,
     /// Seconds spent loading the file and running the warm-up forward.
     pub load_s: f64,
+    /// Identifies the model file's contents (name, size and CRC-32): what a saved
+    /// checkpoint is matched against, so results of another model are never mixed in.
+    #[serde(default)]
+    pub fingerprint: String,
 }
 
 impl ModelInfo {
@@ -33,18 +37,55 @@ impl ModelInfo {
 }
 
 /// A binary instance mask, cropped to the part of the picture that holds it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CropMask {
     pub x0: u32,
     pub y0: u32,
     pub width: u32,
     pub height: u32,
-    /// Row-major 0/1 values, `width * height` of them.
+    /// Row-major 0/1 values, `width * height` of them (stored as alternating run
+    /// lengths, zeros first).
+    #[serde(with = "runs")]
     pub bits: Vec<u8>,
 }
 
+/// A 0/1 bitmap as alternating run lengths starting with zeros: compact for masks.
+mod runs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(bits: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let mut counts = Vec::new();
+        let (mut current, mut run) = (0u8, 0u32);
+        for &b in bits {
+            let b = u8::from(b != 0);
+            if b != current {
+                counts.push(run);
+                (current, run) = (b, 0);
+            }
+            run += 1;
+        }
+        counts.push(run);
+        counts.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let counts = Vec::<u32>::deserialize(d)?;
+        let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+        if total > 1 << 28 {
+            return Err(serde::de::Error::custom(
+                "mask runs add up to too many pixels",
+            ));
+        }
+        let mut bits = Vec::with_capacity(total as usize);
+        for (i, &c) in counts.iter().enumerate() {
+            bits.extend(std::iter::repeat_n((i % 2) as u8, c as usize));
+        }
+        Ok(bits)
+    }
+}
+
 /// One detection in the coordinates of the picture the model saw.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
     pub label_id: i64,
     pub score: f32,
@@ -150,3 +191,31 @@ pub const COCO_CLASSES: [&str; 91] = [
     "hair drier",
     "toothbrush",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_round_trip_through_their_runs() {
+        for bits in [vec![], vec![1, 1, 0], vec![0, 0, 1, 0, 1, 1, 1], vec![1; 9]] {
+            let m = CropMask {
+                x0: 1,
+                y0: 2,
+                width: bits.len() as u32,
+                height: 1,
+                bits: bits.clone(),
+            };
+            let json = serde_json::to_string(&m).unwrap();
+            let back: CropMask = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, m, "{json}");
+        }
+        let json = r#"{"x0":0,"y0":0,"width":3,"height":1,"bits":[0,2,1]}"#;
+        assert_eq!(
+            serde_json::from_str::<CropMask>(json).unwrap().bits,
+            [1, 1, 0]
+        );
+        let huge = r#"{"x0":0,"y0":0,"width":1,"height":1,"bits":[4000000000,4000000000]}"#;
+        assert!(serde_json::from_str::<CropMask>(huge).is_err());
+    }
+}

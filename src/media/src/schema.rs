@@ -219,7 +219,7 @@ pub struct LegacyFrame {
 }
 
 /// Detections of one sampled frame as the engine produced them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameDetections {
     /// The frame; its size is the picture the model saw.
     pub meta: FrameMeta,

@@ -259,7 +259,7 @@ pub struct VideoInfo {
 
 /// Where a sampled frame sits in the video and the geometry of its picture: the one
 /// frame-metadata type, carried from the decoder through the model to the document.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FrameMeta {
     /// Position in presentation order, counting every frame of the video from 0.
     pub index: u64,
