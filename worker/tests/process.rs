@@ -47,8 +47,13 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitS
 
 fn message(res: &Resources, id: &str) -> String {
     // Every frame: a job long enough (~150 forward passes) to be interrupted.
+    message_every(res, id, 1)
+}
+
+/// A request for the sample video, every `interval`th frame.
+fn message_every(res: &Resources, id: &str, interval: u32) -> String {
     format!(
-        r#"{{"inputLocation":"s3://{}/in/shapes.mp4","inferenceId":"{id}","params":{{"frameInterval":1}}}}"#,
+        r#"{{"inputLocation":"s3://{}/in/shapes.mp4","inferenceId":"{id}","params":{{"frameInterval":{interval}}}}}"#,
         res.bucket
     )
 }
@@ -208,11 +213,7 @@ async fn each_job_ends_with_one_structured_line() {
         &["--concurrency", "1", "--log-format", "json"],
         &log,
     );
-    let body = format!(
-        r#"{{"inputLocation":"s3://{}/in/shapes.mp4","inferenceId":"logged-1","params":{{"frameInterval":50}}}}"#,
-        res.bucket
-    );
-    send(&sdk, &res.queue_url, &body).await;
+    send(&sdk, &res.queue_url, &message_every(&res, "logged-1", 50)).await;
     let notes = notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(120)).await;
     assert_eq!(notes.len(), 1);
     // The line is written right after the notification; give it a moment.
@@ -345,11 +346,7 @@ async fn a_killed_job_resumes_from_its_checkpoint() {
     // and it is replaced, then deleted.
     let key = "results/.checkpoints/garbage-1.json";
     upload(&sdk, &res.bucket, key, b"{\"schema\":\"no\"".to_vec()).await;
-    let body = format!(
-        r#"{{"inputLocation":"s3://{}/in/shapes.mp4","inferenceId":"garbage-1","params":{{"frameInterval":50}}}}"#,
-        res.bucket
-    );
-    send(&sdk, &res.queue_url, &body).await;
+    send(&sdk, &res.queue_url, &message_every(&res, "garbage-1", 50)).await;
     let notes = notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(120)).await;
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0]["inferenceId"], "garbage-1");
