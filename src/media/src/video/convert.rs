@@ -1,11 +1,12 @@
 //! Decoded pictures to packed RGB24 frames at the requested size.
 //!
 //! Conversion is its own type because it is the one part of decoding with state of
-//! its own that has nothing to do with *which* frames are kept: a swscale context
+//! its own that has nothing to do with *which* frames are kept: swscale contexts
 //! (costly to build, so cached until the picture's format or size changes), the
-//! output picture it writes into, and the rotation the container asks for. The
+//! pictures they write into, and the rotation the container asks for. The
 //! [`Decoder`](super::Decoder) hands it only the frames the [`Ranker`](super::Ranker)
-//! keeps.
+//! keeps. At every frame it is a third of the CPU time of a 720p decode, so how the
+//! passes are arranged ([`Scaler`]) and where the last one writes matter.
 
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
@@ -30,8 +31,191 @@ pub struct Converter {
     rotation: u32,
     resize: Resize,
     limits: Limits,
-    scaler: Option<(ScalerKey, scaling::Context)>,
-    converted: ffmpeg::frame::Video,
+    scaler: Option<(ScalerKey, Scaler)>,
+}
+
+/// How a picture becomes RGB24 at the output size.
+///
+/// swscale scales planar YUV and converts same-size YUV 4:2:0 to RGB with SIMD code,
+/// but when it does both in one pass (scaled YUV to packed RGB) its output stage is
+/// plain C: at 720p to 1024x1024 that one pass cost more CPU than decoding the frame
+/// (5.6 ms against 1.5 ms for the two passes; `perf` on the decode benchmark put 45 %
+/// of all samples in it). So 8-bit 4:2:0 pictures are scaled in their own format
+/// first and converted at the output size; anything else (10-bit, 4:2:2, RGB, ...)
+/// and pictures already at the output size take the one pass.
+enum Scaler {
+    /// Format and size in one swscale pass.
+    Direct {
+        ctx: scaling::Context,
+        rgb: ffmpeg::frame::Video,
+    },
+    /// Size first (in the picture's format), then YUV to RGB24 at the output size.
+    TwoPass {
+        size: scaling::Context,
+        scaled: ffmpeg::frame::Video,
+        colour: scaling::Context,
+        rgb: ffmpeg::frame::Video,
+    },
+}
+
+impl Scaler {
+    fn new(key: ScalerKey) -> Result<Scaler, VideoError> {
+        let context = |format, w, h, out_format, out_w, out_h| {
+            scaling::Context::get(
+                format,
+                w,
+                h,
+                out_format,
+                out_w,
+                out_h,
+                // swscale's SIMD paths: the high-precision flags cost more per kept
+                // frame than decoding it (see the decode benchmark).
+                scaling::Flags::BILINEAR,
+            )
+            .map_err(ff("setting up pixel conversion"))
+        };
+        let resized = (key.width, key.height) != (key.out_width, key.out_height);
+        // The JPEG-range variant keeps its range through the first pass.
+        if resized && matches!(key.format, Pixel::YUV420P | Pixel::YUVJ420P) {
+            Ok(Scaler::TwoPass {
+                size: context(
+                    key.format,
+                    key.width,
+                    key.height,
+                    key.format,
+                    key.out_width,
+                    key.out_height,
+                )?,
+                scaled: ffmpeg::frame::Video::empty(),
+                colour: context(
+                    key.format,
+                    key.out_width,
+                    key.out_height,
+                    Pixel::RGB24,
+                    key.out_width,
+                    key.out_height,
+                )?,
+                rgb: ffmpeg::frame::Video::empty(),
+            })
+        } else {
+            Ok(Scaler::Direct {
+                ctx: context(
+                    key.format,
+                    key.width,
+                    key.height,
+                    Pixel::RGB24,
+                    key.out_width,
+                    key.out_height,
+                )?,
+                rgb: ffmpeg::frame::Video::empty(),
+            })
+        }
+    }
+
+    /// The packed RGB24 pixels of `decoded` at the output size, `w`×`h`.
+    fn run(
+        &mut self,
+        decoded: &ffmpeg::frame::Video,
+        w: u32,
+        h: u32,
+    ) -> Result<Vec<u8>, VideoError> {
+        match self {
+            Scaler::Direct { ctx, rgb } => to_rgb(ctx, decoded, rgb, w, h),
+            Scaler::TwoPass {
+                size,
+                scaled,
+                colour,
+                rgb,
+            } => {
+                size.run(decoded, scaled).map_err(ff("scaling pixels"))?;
+                to_rgb(colour, scaled, rgb, w, h)
+            }
+        }
+    }
+}
+
+/// Bytes past the last row that a SIMD converter may touch (it works in blocks of 8
+/// or 16 pixels); FFmpeg pads its own pictures the same way.
+const PAD: usize = 64;
+
+/// The last pass, to packed RGB24 `w`×`h`. When a row needs no padding for FFmpeg's
+/// alignment (`w * 3` a multiple of 64, as for 1024-wide frames) swscale writes straight
+/// into the frame's buffer; otherwise into `rgb` (FFmpeg's padded rows), copied out
+/// row by row. The copy was 4-7 % of the CPU time at every frame.
+fn to_rgb(
+    ctx: &mut scaling::Context,
+    input: &ffmpeg::frame::Video,
+    rgb: &mut ffmpeg::frame::Video,
+    w: u32,
+    h: u32,
+) -> Result<Vec<u8>, VideoError> {
+    if (w as usize * 3) % 64 == 0 {
+        to_rgb_direct(ctx, input, w, h)
+    } else {
+        ctx.run(input, rgb).map_err(ff("converting pixels"))?;
+        Ok(packed_rows(rgb, w, h))
+    }
+}
+
+/// [`to_rgb`] straight into the frame's buffer, for rows of a multiple of 64 bytes.
+fn to_rgb_direct(
+    ctx: &mut scaling::Context,
+    input: &ffmpeg::frame::Video,
+    w: u32,
+    h: u32,
+) -> Result<Vec<u8>, VideoError> {
+    let row = w as usize * 3;
+    debug_assert_eq!(row % 64, 0, "rows FFmpeg would pad");
+    let same_input = {
+        let def = ctx.input();
+        (def.format, def.width, def.height) == (input.format(), input.width(), input.height())
+    };
+    let out = ctx.output();
+    if !same_input || (out.format, out.width, out.height) != (Pixel::RGB24, w, h) {
+        return Err(VideoError::Ffmpeg {
+            doing: "converting pixels",
+            source: ffmpeg::Error::InvalidData,
+        });
+    }
+    let len = row * h as usize;
+    let mut pixels: Vec<u8> = Vec::with_capacity(len + PAD);
+    let dst: [*mut u8; 4] = [
+        pixels.as_mut_ptr(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    ];
+    let dst_stride: [i32; 4] = [row as i32, 0, 0, 0];
+    // SAFETY: the context was built for this input's format and size and for RGB24
+    // w x h output (checked above); the input's planes are the decoder's, valid for
+    // its height; the output is one plane of `h` rows of `row` bytes plus PAD bytes
+    // of slack, owned by `pixels`, which outlives the call.
+    let rows = unsafe {
+        let frame = input.as_ptr();
+        ffmpeg::ffi::sws_scale(
+            ctx.as_mut_ptr(),
+            (*frame).data.as_ptr() as *const *const u8,
+            (*frame).linesize.as_ptr(),
+            0,
+            input.height() as i32,
+            dst.as_ptr(),
+            dst_stride.as_ptr(),
+        )
+    };
+    if rows != h as i32 {
+        return Err(VideoError::Ffmpeg {
+            doing: "converting pixels",
+            source: if rows < 0 {
+                ffmpeg::Error::from(rows)
+            } else {
+                ffmpeg::Error::Bug
+            },
+        });
+    }
+    // SAFETY: swscale wrote every byte of the `h` rows of packed RGB24 (no padding in
+    // a row, every pixel written), which is `len` bytes from the start.
+    unsafe { pixels.set_len(len) };
+    Ok(pixels)
 }
 
 impl Converter {
@@ -43,7 +227,6 @@ impl Converter {
             resize,
             limits,
             scaler: None,
-            converted: ffmpeg::frame::Video::empty(),
         }
     }
 
@@ -73,11 +256,7 @@ impl Converter {
             out_width: sw,
             out_height: sh,
         };
-        let scaler = scaler_for(&mut self.scaler, key)?;
-        scaler
-            .run(decoded, &mut self.converted)
-            .map_err(ff("converting pixels"))?;
-        let rgb = packed_rows(&self.converted, sw, sh);
+        let rgb = scaler_for(&mut self.scaler, key)?.run(decoded, sw, sh)?;
         let rgb = rotate_rgb(rgb, sw, sh, rotation);
         Ok(Frame {
             meta: FrameMeta {
@@ -93,25 +272,14 @@ impl Converter {
     }
 }
 
-/// The swscale context for `key` from `cache`, rebuilt only when the key changed.
+/// The scaler for `key` from `cache`, rebuilt (with its pictures, whose size may
+/// change with it) only when the key changed.
 fn scaler_for(
-    cache: &mut Option<(ScalerKey, scaling::Context)>,
+    cache: &mut Option<(ScalerKey, Scaler)>,
     key: ScalerKey,
-) -> Result<&mut scaling::Context, VideoError> {
+) -> Result<&mut Scaler, VideoError> {
     if cache.as_ref().map(|(k, _)| *k) != Some(key) {
-        let ctx = scaling::Context::get(
-            key.format,
-            key.width,
-            key.height,
-            Pixel::RGB24,
-            key.out_width,
-            key.out_height,
-            // swscale's SIMD paths: the high-precision flags cost more per
-            // kept frame than decoding it (see the decode benchmark).
-            scaling::Flags::BILINEAR,
-        )
-        .map_err(ff("setting up pixel conversion"))?;
-        *cache = Some((key, ctx));
+        *cache = Some((key, Scaler::new(key)?));
     }
     let (_, scaler) = cache.as_mut().expect("scaler set above");
     Ok(scaler)
@@ -229,6 +397,128 @@ mod tests {
             ),
             (1024, 1024)
         );
+    }
+
+    /// A YUV 4:2:0 picture with a different value at every sample.
+    fn pattern(w: u32, h: u32) -> ffmpeg::frame::Video {
+        crate::video::init();
+        let mut picture = ffmpeg::frame::Video::new(Pixel::YUV420P, w, h);
+        for plane in 0..3 {
+            let (pw, ph) = if plane == 0 {
+                (w as usize, h as usize)
+            } else {
+                (w.div_ceil(2) as usize, h.div_ceil(2) as usize)
+            };
+            let stride = picture.stride(plane);
+            let data = picture.data_mut(plane);
+            for y in 0..ph {
+                for x in 0..pw {
+                    data[y * stride + x] = ((x * 7 + y * 13 + plane * 50) % 256) as u8;
+                }
+            }
+        }
+        picture
+    }
+
+    /// Writing into the frame's own buffer gives the bytes of FFmpeg's padded picture,
+    /// for one-pass scaling and for the same-size conversion of the two-pass path, odd
+    /// heights included.
+    #[test]
+    fn rgb_written_in_place_equals_the_padded_picture_copied_out() {
+        // One pass, scaling 320x181 down, up, and not at all.
+        let input = pattern(320, 181);
+        for (w, h) in [(64, 48), (1024, 577), (320, 181)] {
+            let mut ctx = scaling::Context::get(
+                Pixel::YUV420P,
+                320,
+                181,
+                Pixel::RGB24,
+                w,
+                h,
+                scaling::Flags::BILINEAR,
+            )
+            .unwrap();
+            let direct = to_rgb_direct(&mut ctx, &input, w, h).unwrap();
+            let mut padded = ffmpeg::frame::Video::empty();
+            ctx.run(&input, &mut padded).unwrap();
+            assert_eq!(direct.len(), (w * h * 3) as usize);
+            assert!(direct == packed_rows(&padded, w, h), "{w}x{h}");
+        }
+        // The second pass of a two-pass conversion: same size, YUV to RGB (SIMD).
+        for (w, h) in [(64, 64), (1024, 576), (128, 37)] {
+            let input = pattern(w, h);
+            let mut ctx = scaling::Context::get(
+                Pixel::YUV420P,
+                w,
+                h,
+                Pixel::RGB24,
+                w,
+                h,
+                scaling::Flags::BILINEAR,
+            )
+            .unwrap();
+            let direct = to_rgb_direct(&mut ctx, &input, w, h).unwrap();
+            let mut padded = ffmpeg::frame::Video::empty();
+            ctx.run(&input, &mut padded).unwrap();
+            assert!(direct == packed_rows(&padded, w, h), "{w}x{h}");
+        }
+    }
+
+    /// Scaling in YUV before converting gives, on smooth content, the picture of the
+    /// one-pass conversion it replaced to within a level on average (sharp edges
+    /// differ more where chroma is resampled at another point of the chain).
+    #[test]
+    fn two_passes_stay_within_a_level_of_one_pass() {
+        crate::video::init();
+        let (w, h) = (1280u32, 720u32);
+        let mut input = ffmpeg::frame::Video::new(Pixel::YUV420P, w, h);
+        for plane in 0..3 {
+            let (pw, ph) = if plane == 0 { (w, h) } else { (w / 2, h / 2) };
+            let stride = input.stride(plane);
+            let data = input.data_mut(plane);
+            for y in 0..ph as usize {
+                for x in 0..pw as usize {
+                    let v = match plane {
+                        0 => 16 + x * 219 / pw as usize,
+                        1 => 64 + y * 128 / ph as usize,
+                        _ => 200 - (x + y) * 128 / (pw + ph) as usize,
+                    };
+                    data[y * stride + x] = v as u8;
+                }
+            }
+        }
+        for (ow, oh) in [(1024, 1024), (1024, 576), (333, 187)] {
+            let key = ScalerKey {
+                format: Pixel::YUV420P,
+                width: w,
+                height: h,
+                out_width: ow,
+                out_height: oh,
+            };
+            let mut two = Scaler::new(key).unwrap();
+            assert!(matches!(two, Scaler::TwoPass { .. }));
+            let two = two.run(&input, ow, oh).unwrap();
+            let mut one = scaling::Context::get(
+                Pixel::YUV420P,
+                w,
+                h,
+                Pixel::RGB24,
+                ow,
+                oh,
+                scaling::Flags::BILINEAR,
+            )
+            .unwrap();
+            let mut rgb = ffmpeg::frame::Video::empty();
+            one.run(&input, &mut rgb).unwrap();
+            let one = packed_rows(&rgb, ow, oh);
+            let diff: u64 = one
+                .iter()
+                .zip(&two)
+                .map(|(a, b)| u64::from(a.abs_diff(*b)))
+                .sum();
+            let mean = diff as f64 / one.len() as f64;
+            assert!(mean < 1.0, "{ow}x{oh}: mean difference {mean}");
+        }
     }
 
     #[test]
