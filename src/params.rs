@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::OutputFormat;
 use crate::track::TrackParams;
-use crate::video::{DecodeOptions, Limits, Resize, Sampling};
+use crate::video::{DecodeOptions, Limits, Resize, Sampling, TimeRange};
 
 /// Largest `customAttributes` string (SageMaker's limit).
 pub const MAX_CUSTOM_ATTRIBUTES: usize = 1024;
@@ -21,6 +21,9 @@ pub const MAX_CUSTOM_ATTRIBUTES: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Params {
     pub sampling: Sampling,
+    /// Only this span of the video (default: all of it).
+    #[serde(default, skip_serializing_if = "TimeRange::is_all")]
+    pub range: TimeRange,
     pub resize: Resize,
     /// Whether `resize` was chosen (a flag, attribute or `params`) rather than implied.
     /// An implied resize follows the format: the legacy array is always in the old
@@ -44,6 +47,7 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             sampling: Sampling::default(),
+            range: TimeRange::default(),
             resize: Resize::default(),
             resize_explicit: false,
             min_score: None,
@@ -60,6 +64,7 @@ impl Params {
     pub(crate) fn decode_options(&self) -> DecodeOptions {
         DecodeOptions {
             sampling: self.sampling,
+            range: self.range,
             resize: self.resize,
             skip_non_ref: true,
             threads: self.decode_threads,
@@ -83,7 +88,15 @@ pub(crate) fn err(msg: impl Into<String>) -> RequestError {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Overrides {
     pub frame_interval: Option<u32>,
+    /// Seconds of presentation time where the job starts (frames before are not kept).
+    #[serde(alias = "start_s")]
+    pub start_s: Option<f64>,
+    /// Seconds where it ends (frames at or after are not kept).
+    #[serde(alias = "end_s")]
+    pub end_s: Option<f64>,
     pub fps: Option<f64>,
+    /// `keyframes`: keep only the keyframes (instead of `frame_interval` or `fps`).
+    pub sampling: Option<String>,
     pub min_score: Option<f32>,
     pub format: Option<String>,
     pub masks: Option<bool>,
@@ -129,6 +142,9 @@ impl Overrides {
                     o.frame_interval = Some(v.parse().map_err(|_| num("a whole number"))?)
                 }
                 "fps" => o.fps = Some(v.parse().map_err(|_| num("a number"))?),
+                "starts" => o.start_s = Some(v.parse().map_err(|_| num("a number of seconds"))?),
+                "ends" => o.end_s = Some(v.parse().map_err(|_| num("a number of seconds"))?),
+                "sampling" => o.sampling = Some(v.to_string()),
                 "minscore" => o.min_score = Some(v.parse().map_err(|_| num("a number"))?),
                 "format" => o.format = Some(v.to_string()),
                 "masks" => o.masks = Some(parse_bool(v).ok_or_else(|| num("true or false"))?),
@@ -159,7 +175,10 @@ impl Overrides {
     pub fn merge(self, later: Overrides) -> Overrides {
         Overrides {
             frame_interval: later.frame_interval.or(self.frame_interval),
+            start_s: later.start_s.or(self.start_s),
+            end_s: later.end_s.or(self.end_s),
             fps: later.fps.or(self.fps),
+            sampling: later.sampling.or(self.sampling),
             min_score: later.min_score.or(self.min_score),
             format: later.format.or(self.format),
             masks: later.masks.or(self.masks),
@@ -206,6 +225,20 @@ impl Overrides {
         if self.frame_interval.is_some() && self.fps.is_some() {
             return Err(err("give either frame_interval or fps, not both"));
         }
+        if let Some(s) = &self.sampling {
+            if !s.replace('_', "").eq_ignore_ascii_case("keyframes") {
+                return Err(err(format!(
+                    "sampling must be `keyframes`, got `{s}` (for every Nth frame or a rate, \
+                     give frame_interval or fps)"
+                )));
+            }
+            if self.frame_interval.is_some() || self.fps.is_some() {
+                return Err(err(
+                    "give one of frame_interval, fps or sampling=keyframes, not several",
+                ));
+            }
+            p.sampling = Sampling::Keyframes;
+        }
         if let Some(n) = self.frame_interval {
             if n == 0 {
                 return Err(err("frame_interval must be at least 1"));
@@ -217,6 +250,14 @@ impl Overrides {
                 return Err(err(format!("fps must be in (0, 240], got {f}")));
             }
             p.sampling = Sampling::Fps(f);
+        }
+        if self.start_s.is_some() || self.end_s.is_some() {
+            let range = TimeRange {
+                start_s: self.start_s.unwrap_or(p.range.start_s),
+                end_s: self.end_s.or(p.range.end_s),
+            };
+            range.check().map_err(err)?;
+            p.range = range;
         }
         if let Some(s) = self.min_score {
             if !(0.0..=1.0).contains(&s) {
@@ -310,6 +351,66 @@ mod tests {
 
     fn apply(attrs: &str) -> Result<Params, RequestError> {
         Overrides::from_custom_attributes(attrs)?.apply(&Params::default())
+    }
+
+    #[test]
+    fn time_ranges_from_attributes_or_params_checked() {
+        let p = apply("start_s=12.5;end_s=60").unwrap();
+        assert_eq!(
+            p.range,
+            TimeRange {
+                start_s: 12.5,
+                end_s: Some(60.0)
+            }
+        );
+        let o: Overrides = serde_json::from_str(r#"{"startS": 3}"#).unwrap();
+        let p = o.apply(&Params::default()).unwrap();
+        assert_eq!((p.range.start_s, p.range.end_s), (3.0, None));
+        // The whole video is not written into the parameters at all.
+        let json = serde_json::to_value(Params::default()).unwrap();
+        assert!(json.get("range").is_none());
+        for (attrs, why) in [
+            ("start_s=-1", "start_s must be 0 or more"),
+            ("start_s=5;end_s=5", "end_s must be after start_s"),
+            ("end_s=nan", "end_s must be after"),
+            ("start_s=x", "must be a number of seconds"),
+        ] {
+            let e = apply(attrs).unwrap_err().to_string();
+            assert!(e.contains(why), "{attrs}: {e}");
+        }
+    }
+
+    #[test]
+    fn keyframe_sampling_from_attributes_or_params_and_never_with_another_sampling() {
+        assert_eq!(
+            apply("sampling=keyframes").unwrap().sampling,
+            Sampling::Keyframes
+        );
+        assert_eq!(
+            apply("sampling=Key_Frames").unwrap().sampling,
+            Sampling::Keyframes
+        );
+        let o: Overrides = serde_json::from_str(r#"{"sampling": "keyframes"}"#).unwrap();
+        assert_eq!(
+            o.apply(&Params::default()).unwrap().sampling,
+            Sampling::Keyframes
+        );
+        // A worker sampling keyframes: a request for every Nth frame gets that.
+        let keyframes = apply("sampling=keyframes").unwrap();
+        let o = Overrides::from_custom_attributes("frame_interval=5").unwrap();
+        assert_eq!(o.apply(&keyframes).unwrap().sampling, Sampling::EveryNth(5));
+        for (attrs, needle) in [
+            ("sampling=keyframes;fps=2", "not several"),
+            ("sampling=keyframes;frame_interval=3", "not several"),
+            ("sampling=every_nth", "must be `keyframes`"),
+        ] {
+            let e = apply(attrs).unwrap_err().to_string();
+            assert!(e.contains(needle), "{attrs}: {e}");
+        }
+        // The attribute and the params object merge field by field: still a conflict.
+        let attrs = Overrides::from_custom_attributes("sampling=keyframes").unwrap();
+        let params: Overrides = serde_json::from_str(r#"{"fps": 1.0}"#).unwrap();
+        assert!(attrs.merge(params).apply(&Params::default()).is_err());
     }
 
     #[test]

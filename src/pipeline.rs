@@ -19,7 +19,7 @@ use crate::params::Params;
 use crate::schema::{meets_min_score, source_box, Assembled, FrameDetections, OutputFormat};
 use crate::track::{Observation, TrackParams, TrackSummary, Tracker};
 use crate::video::{
-    DecodeOptions, Decoder, Frame, FrameMeta, Sampling, Source, VideoError, VideoInfo,
+    DecodeOptions, Decoder, Frame, FrameMeta, Sampling, Source, TimeRange, VideoError, VideoInfo,
 };
 
 /// Batches of one job submitted to the model before the oldest is awaited: one runs
@@ -76,6 +76,7 @@ impl JobOutput {
             video: &self.video,
             model: model.info(),
             sampling: params.sampling,
+            range: params.range,
             min_score: params.min_score,
             masks: params.masks && model.info().masks,
             frames: &self.frames,
@@ -188,11 +189,22 @@ pub struct Engine {
     model: Model,
 }
 
-fn expected_samples(info: &VideoInfo, sampling: Sampling) -> Option<u64> {
+fn expected_samples(info: &VideoInfo, sampling: Sampling, range: TimeRange) -> Option<u64> {
+    if !range.is_all() {
+        // The span's share of the video (progress estimates only).
+        let d = info.duration_s?;
+        let span = (range.end_s.unwrap_or(d).min(d) - range.start_s).max(0.0);
+        return match sampling {
+            Sampling::EveryNth(n) => info.fps.map(|f| (span * f / f64::from(n)).ceil() as u64),
+            Sampling::Fps(fps) => Some((span * fps).ceil() as u64),
+            Sampling::Keyframes => None,
+        };
+    }
     match sampling {
         Sampling::EveryNth(n) => info.frames.map(|f| f.div_ceil(u64::from(n))),
         Sampling::Fps(fps) => info.duration_s.map(|d| (d * fps).ceil() as u64),
         // No container declares how many keyframes it holds.
+        Sampling::Keyframes => None,
     }
 }
 
@@ -251,10 +263,11 @@ impl Engine {
 
     /// [`Engine::run`] after `done`: the first sampled frames of this job with their
     /// detections as the model gave them (a checkpoint). They are replayed through the
-    /// tracker, and the decoder checks that it samples exactly these frames (index,
-    /// time, geometry) before the model sees the next ones; if not, the job fails with
-    /// [`PipelineError::Resume`] and should start over. The result is the one an
-    /// uninterrupted run gives.
+    /// tracker; decoding starts at the keyframe at or before the last of them (a time
+    /// range from its time), and the decoder checks that it samples that frame exactly
+    /// as saved (index, time, geometry) before the model sees the next ones; if not,
+    /// the job fails with [`PipelineError::Resume`] and should start over. The result
+    /// is the one an uninterrupted run gives.
     pub async fn run_from(
         &self,
         job: Job,
@@ -266,9 +279,15 @@ impl Engine {
         let params = job.params;
         let (frame_tx, mut frame_rx) = mpsc::channel::<Result<Frame, VideoError>>(batch * 2);
         let (info_tx, info_rx) = tokio::sync::oneshot::channel();
-        let opts = params.decode_options();
+        let mut opts = params.decode_options();
+        // Resuming: decode from the keyframe at or before the last saved frame, which
+        // the decoder must give again exactly as saved (the frames before it are not
+        // decoded at all; their indices and times are checked by the ranking).
+        let resumed: Vec<FrameMeta> = done.last().map(|f| f.meta).into_iter().collect();
+        if let Some(last) = resumed.first() {
+            opts.range.start_s = opts.range.start_s.max(last.pts_s);
+        }
         let source = job.source;
-        let resumed: Vec<FrameMeta> = done.iter().map(|f| f.meta).collect();
         let decode = tokio::task::spawn_blocking(move || {
             decode_into(source, opts, &resumed, info_tx, frame_tx)
         });
@@ -277,7 +296,7 @@ impl Engine {
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => return Err(PipelineError::Internal("decoder exited early".into())),
         };
-        let expected = expected_samples(&video, params.sampling);
+        let expected = expected_samples(&video, params.sampling, params.range);
         let masks = params.masks && self.model.info().masks;
         let mut assembly = Assembly::new(&params, video);
         assembly.stats.frames_resumed = done.len() as u64;

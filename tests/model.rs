@@ -510,6 +510,21 @@ fn v2_output_validates_against_the_json_schema() {
     v["frames"][0].as_object_mut().unwrap().remove("index");
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, serde_json::to_vec(&v).unwrap()).unwrap();
+    // Keyframe sampling is recorded as such, and valid too.
+    let keyframes = Params {
+        sampling: Sampling::Keyframes,
+        ..base_params()
+    };
+    let (kout, kengine) = run(keyframes.clone());
+    let kdoc = kout.document(kengine.model(), &keyframes);
+    let k: serde_json::Value = serde_json::from_slice(&kdoc).unwrap();
+    assert_eq!(k["params"]["sampling"], "keyframes");
+    assert!(
+        k["frames"][0]["index"] == 0,
+        "the first frame is a keyframe"
+    );
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, &kdoc).unwrap();
     let check = r#"
 import json, sys, jsonschema
 schema = json.load(open("src/media/src/schema/v2.schema.json"))
@@ -518,9 +533,16 @@ for path in sys.argv[1:]:
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(json.load(open(path))))
     print(path.rsplit("/", 1)[-1], len(errors))
 "#;
-    let out = run_python(&["-c", check, good.to_str().unwrap(), bad.to_str().unwrap()]);
+    let out = run_python(&[
+        "-c",
+        check,
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        keys.to_str().unwrap(),
+    ]);
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains("good.json 0"), "{out}");
+    assert!(out.contains("keys.json 0"), "{out}");
     assert!(!out.contains("bad.json 0"), "{out}");
 }
 
@@ -645,4 +667,55 @@ fn fixture_training_script_reproduces_a_model_of_the_same_quality() {
         "--check",
     ]);
     assert!(dir.path().join("model.pt").exists());
+}
+
+/// Resuming from saved frames gives the uninterrupted run's document (tracks and masks
+/// included); saved frames the video does not give make the job fail with
+/// `PipelineError::Resume` (the SQS worker then starts over).
+#[test]
+fn resuming_from_saved_frames_gives_the_uninterrupted_document() {
+    use vidinfer::pipeline::PipelineError;
+    let params = Params {
+        sampling: Sampling::EveryNth(15),
+        ..base_params()
+    };
+    let (full, engine) = run(params.clone());
+    assert_eq!(full.frames.len(), 10);
+    let job = || Job {
+        source: Source::Path(sample_video()),
+        params: params.clone(),
+    };
+    let rt = runtime();
+    let mut seen = Vec::new();
+    let resumed = rt
+        .block_on(engine.run_from(job(), full.frames[..6].to_vec(), |p, _| {
+            seen.push(p.frames_done)
+        }))
+        .expect("resumes");
+    assert_eq!(resumed.stats.frames_resumed, 6);
+    // Only the 4 frames after the saved ones went through the model.
+    assert_eq!(resumed.stats.frames_sampled, 10);
+    assert_eq!(seen.last(), Some(&10));
+    assert!(seen.iter().all(|&n| n > 6), "{seen:?}");
+    assert_eq!(
+        resumed.document(engine.model(), &params),
+        full.document(engine.model(), &params),
+        "byte-identical document"
+    );
+
+    // The last saved frame claims another time than the video gives it.
+    let mut forged = full.frames[..6].to_vec();
+    forged[5].meta.pts_s += 0.01;
+    let e = rt
+        .block_on(engine.run_from(job(), forged, |_, _| {}))
+        .unwrap_err();
+    assert!(matches!(e, PipelineError::Resume(_)), "{e}");
+    // A saved box outside its picture.
+    let mut forged = full.frames[..6].to_vec();
+    let d = forged[2].detections.first_mut().expect("a detection");
+    d.bbox[2] = 1e6;
+    let e = rt
+        .block_on(engine.run_from(job(), forged, |_, _| {}))
+        .unwrap_err();
+    assert!(e.to_string().contains("outside the picture"), "{e}");
 }

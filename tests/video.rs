@@ -377,6 +377,177 @@ fn reader_source_matches_path_source() {
     assert_eq!(from_path, from_reader);
 }
 
+/// The presentation indices of the frames ffprobe flags `key_frame`, decoding every
+/// frame, and how many frames there are.
+fn ffprobe_keyframes(path: &Path) -> (Vec<u64>, u64) {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["frame=key_frame", "-of", "csv=p=0"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run ffprobe");
+    assert!(out.status.success(), "ffprobe {}", path.display());
+    let flags: Vec<bool> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim().starts_with('1'))
+        .collect();
+    let keys = (0..flags.len() as u64)
+        .filter(|&i| flags[i as usize])
+        .collect();
+    (keys, flags.len() as u64)
+}
+
+/// Keyframe sampling keeps exactly the frames ffprobe flags as keyframes, at their
+/// true presentation indices (the painted code says which frame each one shows), and
+/// the decoder produces nothing else where timestamps give the indices. GOPs: forced
+/// IDRs at irregular places with B-frames around them (H.264), open GOPs whose CRA
+/// pictures have leading pictures shown before them (HEVC), and fixed GOPs in AVI and
+/// WebM; a raw H.264 stream and AVI's B-frames have no usable timestamps, so they are
+/// counted, which needs a full decode.
+#[test]
+fn keyframe_sampling_keeps_the_keyframes_ffprobe_reports_at_their_indices() {
+    let dir = scratch();
+    let keyframes = DecodeOptions {
+        sampling: Sampling::Keyframes,
+        resize: Resize::Original,
+        ..Default::default()
+    };
+    let h264 = VideoSpec::h264(320, 240, 100).with(
+        "forced.mp4",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "16",
+            "-pix_fmt",
+            "yuv420p",
+            "-x264-params",
+            "bframes=3:b-adapt=0:b-pyramid=normal:scenecut=0:keyint=1000",
+            // Frames 0, 13, 45 and 75 at 25 fps.
+            "-force_key_frames",
+            "0,0.52,1.8,3.0",
+        ],
+    );
+    // (video, the keyframes asked of the encoder, indices from timestamps, pictures
+    // decoded beyond the keyframes: `None` for a full decode).
+    let mut cases = vec![(h264.clone(), Some(vec![0, 13, 45, 75]), true, Some(0))];
+    cases.push((
+        h264.clone().with(
+            "raw.h264",
+            &[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-x264-params",
+                "bframes=3:b-adapt=0:scenecut=0:keyint=30",
+                "-f",
+                "h264",
+            ],
+        ),
+        None,
+        false,
+        None,
+    ));
+    if has_encoder("libx265") {
+        cases.push((
+            h264.clone().with(
+                "open-gop.mp4",
+                &[
+                    "-c:v",
+                    "libx265",
+                    "-preset",
+                    "fast",
+                    "-x265-params",
+                    "log-level=error:keyint=24:min-keyint=24:scenecut=0:bframes=4:open-gop=1",
+                ],
+            ),
+            None,
+            true,
+            Some(0),
+        ));
+    }
+    cases.push((
+        h264.clone().with(
+            "gop10.avi",
+            &["-c:v", "mpeg4", "-q:v", "2", "-bf", "2", "-g", "10"],
+        ),
+        // FFmpeg's MPEG-4 encoder places its I-frames around the B-frames by itself;
+        // AVI's B-frames carry no usable timestamps, so this one is counted too.
+        None,
+        false,
+        None,
+    ));
+    if has_encoder("libvpx-vp9") {
+        cases.push((
+            h264.clone().with(
+                "gop15.webm",
+                &[
+                    "-c:v",
+                    "libvpx-vp9",
+                    "-deadline",
+                    "realtime",
+                    "-cpu-used",
+                    "8",
+                    "-g",
+                    "15",
+                    "-keyint_min",
+                    "15",
+                ],
+            ),
+            Some((0..100).step_by(15).collect()),
+            true,
+            // FFmpeg's VP9 decoder ignores skip_frame; the packets' key flags suffice.
+            Some(0),
+        ));
+    }
+    for (spec, planned, exact, extra) in cases {
+        let path = make_video(dir.path(), &spec);
+        let (expected, total) = ffprobe_keyframes(&path);
+        assert_eq!(total, 100, "{}", spec.name);
+        if let Some(planned) = planned {
+            assert_eq!(
+                expected, planned,
+                "{}: the GOP asked of the encoder",
+                spec.name
+            );
+        }
+        assert!(expected.len() >= 4, "{}: {expected:?}", spec.name);
+        let mut dec = Decoder::open(path.as_path(), keyframes.clone()).unwrap();
+        let mut frames = Vec::new();
+        while let Some(f) = dec.next_frame().unwrap() {
+            frames.push(f);
+        }
+        let got: Vec<u64> = frames.iter().map(|f| f.meta.index).collect();
+        assert_eq!(got, expected, "{}: kept indices", spec.name);
+        for f in &frames {
+            assert_eq!(read_code(f, 0), f.meta.index, "{}", spec.name);
+            assert!(
+                (f.meta.pts_s - f.meta.index as f64 / 25.0).abs() < 1e-3,
+                "{}: frame {} at {}",
+                spec.name,
+                f.meta.index,
+                f.meta.pts_s
+            );
+        }
+        assert_eq!(dec.indices_from_timestamps(), exact, "{}", spec.name);
+        let decoded = dec.frames_decoded();
+        match extra {
+            Some(extra) => assert!(
+                decoded >= expected.len() as u64 && decoded <= expected.len() as u64 + extra,
+                "{}: {decoded} pictures decoded for {} keyframes",
+                spec.name,
+                expected.len()
+            ),
+            None => assert_eq!(decoded, total, "{}: counted", spec.name),
+        }
+    }
+}
+
 fn open_err(path: &Path, opts: DecodeOptions) -> VideoError {
     match Decoder::open(path, opts) {
         Err(e) => e,
@@ -647,4 +818,189 @@ fn playlists_and_scripts_cannot_reach_other_files() {
             "{name}: {e:?}"
         );
     }
+}
+
+/// A time range gives exactly the frames a full decode gives in that span — same
+/// indices, times and pixels — on every codec here, while decoding only from the
+/// keyframe at or before its start. A stream whose timestamps cannot place frames after
+/// a skip is refused with a reason rather than given wrong indices.
+#[test]
+fn time_ranges_keep_exactly_the_full_runs_frames_in_the_span() {
+    use vidinfer::video::TimeRange;
+    let dir = scratch();
+    let gop = |enc: &[&str]| args(enc);
+    let mut cases = vec![
+        (
+            "h264-b.mp4",
+            "libx264",
+            gop(&[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-pix_fmt",
+                "yuv420p",
+                "-x264-params",
+                "keyint=25:min-keyint=25:bframes=3:b-adapt=0:b-pyramid=normal:scenecut=0",
+            ]),
+        ),
+        (
+            "hevc.mp4",
+            "libx265",
+            gop(&[
+                "-c:v",
+                "libx265",
+                "-preset",
+                "fast",
+                "-x265-params",
+                "log-level=error:keyint=25:min-keyint=25:scenecut=0:bframes=4",
+            ]),
+        ),
+        (
+            "vp9.webm",
+            "libvpx-vp9",
+            gop(&[
+                "-c:v",
+                "libvpx-vp9",
+                "-b:v",
+                "0",
+                "-crf",
+                "30",
+                "-g",
+                "25",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+            ]),
+        ),
+        (
+            "mpeg4.avi",
+            "mpeg4",
+            gop(&["-c:v", "mpeg4", "-q:v", "3", "-bf", "2", "-g", "25"]),
+        ),
+        (
+            "raw.h264",
+            "libx264",
+            gop(&[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-x264-params",
+                "keyint=25:bframes=2:scenecut=0",
+                "-f",
+                "h264",
+            ]),
+        ),
+    ];
+    cases.retain(|(name, encoder, _)| {
+        let ok = has_encoder(encoder);
+        if !ok {
+            eprintln!("skipping {name}: this FFmpeg has no {encoder} encoder");
+        }
+        ok
+    });
+    let ranges = [
+        TimeRange {
+            start_s: 1.3,
+            end_s: Some(3.1),
+        },
+        TimeRange {
+            start_s: 2.0,
+            end_s: None,
+        },
+        TimeRange {
+            start_s: 0.0,
+            end_s: Some(0.5),
+        },
+    ];
+    for (name, _, encode) in cases {
+        let spec = VideoSpec {
+            name: name.into(),
+            encode,
+            ..VideoSpec::h264(160, 128, 100)
+        };
+        let path = make_video(dir.path(), &spec);
+        for sampling in [Sampling::EveryNth(2), Sampling::Fps(3.0)] {
+            let whole = DecodeOptions {
+                sampling,
+                ..every(1)
+            };
+            let mut dec = Decoder::open(path.as_path(), whole.clone()).unwrap();
+            let full: Vec<Frame> = dec.by_ref().map(|f| f.unwrap()).collect();
+            let (full_decoded, exact) = (dec.frames_decoded(), dec.indices_from_timestamps());
+            for range in ranges {
+                let opts = DecodeOptions {
+                    range,
+                    ..whole.clone()
+                };
+                let mut dec = Decoder::open(path.as_path(), opts).unwrap();
+                let mut got = Vec::new();
+                let outcome = loop {
+                    match dec.next_frame() {
+                        Ok(Some(f)) => got.push(f),
+                        Ok(None) => break Ok(()),
+                        Err(e) => break Err(e),
+                    }
+                };
+                let what = format!("{name} {sampling:?} {range:?}");
+                if let Err(e) = outcome {
+                    // The documented refusal, only where timestamps were unusable.
+                    assert!(
+                        matches!(&e, VideoError::InvalidOptions(m) if m.contains("timestamps")),
+                        "{what}: {e}"
+                    );
+                    assert!(!exact, "{what}: refused on a stream with usable timestamps");
+                    continue;
+                }
+                let want: Vec<&Frame> = full
+                    .iter()
+                    .filter(|f| range.contains(f.meta.pts_s))
+                    .collect();
+                assert!(!want.is_empty(), "{what}: the span holds frames");
+                assert_eq!(
+                    got.iter().map(|f| f.meta).collect::<Vec<_>>(),
+                    want.iter().map(|f| f.meta).collect::<Vec<_>>(),
+                    "{what}: indices and times"
+                );
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(g.rgb == w.rgb, "{what}: pixels of frame {}", g.meta.index);
+                }
+                eprintln!(
+                    "{what}: {} frames, decoded {} of {full_decoded}, indices from timestamps: {exact}",
+                    got.len(),
+                    dec.frames_decoded()
+                );
+                // 1.3 s is frame 32; the keyframe before it is at 25 at the latest.
+                if exact && range.start_s >= 1.3 {
+                    assert!(
+                        dec.frames_decoded() + 20 <= full_decoded,
+                        "{what}: decoded {} of {full_decoded}: the start was not skipped to",
+                        dec.frames_decoded()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A range that starts at or after the video's end is refused when the video opens.
+#[test]
+fn a_range_past_the_end_is_refused_at_open() {
+    use vidinfer::video::TimeRange;
+    let dir = scratch();
+    let path = make_video(dir.path(), &VideoSpec::h264(160, 128, 50));
+    let opts = DecodeOptions {
+        range: TimeRange {
+            start_s: 2.5,
+            end_s: None,
+        },
+        ..every(1)
+    };
+    let e = open_err(&path, opts);
+    assert!(
+        matches!(&e, VideoError::InvalidOptions(m) if m.contains("after the end of the video")),
+        "{e}"
+    );
 }

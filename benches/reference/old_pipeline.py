@@ -10,8 +10,11 @@ One request ran strictly one step after another:
   5. build the legacy JSON array (one element per kept frame), upload it.
 
 Modes (each prints one JSON object on stdout):
-  sample  VIDEO [--interval N] [--size 1024]
-      Steps 2-3 only (the old `batch_generator`): {"kept", "read", "seconds"}.
+  sample  VIDEO [--interval N] [--size 1024] [--repeat N]
+      Steps 2-3 only (the old `batch_generator`, opening the video included), run N
+      times (default 3) in this one process after cv2 is imported; the interpreter's
+      start and the import are outside the timing: {"kept", "read", "seconds"} of the
+      fastest run, plus "runs" (every run's seconds).
   request MODEL --input s3://b/k --output s3://b/k [--interval N] [--batch 24] [--threads N]
       [--repeat N]
       Steps 1-5 against S3 (AWS_ENDPOINT_URL for a local server), N times in a row:
@@ -52,11 +55,20 @@ def batch_generator(path, interval, size, batch):
 
 
 def sample(a):
-    t = time.perf_counter()
-    kept, stats = 0, {"read": 0}
-    for frames, stats in batch_generator(a.video, a.interval, a.size, 24):
-        kept += len(frames)
-    print(json.dumps({"kept": kept, "read": stats["read"], "seconds": time.perf_counter() - t}))
+    # Imported before any timing: the old worker was a long-running process that had
+    # cv2 loaded long before a request came. cv2's own threading defaults are left as
+    # the old system had them (FFmpeg's decoder threads and cv2.resize's pool).
+    import cv2  # noqa: F401
+
+    runs = []
+    for _ in range(a.repeat):
+        t = time.perf_counter()
+        kept, stats = 0, {"read": 0}
+        for frames, stats in batch_generator(a.video, a.interval, a.size, 24):
+            kept += len(frames)
+        runs.append({"kept": kept, "read": stats["read"], "seconds": time.perf_counter() - t})
+    best = min(runs, key=lambda r: r["seconds"])
+    print(json.dumps({**best, "runs": [r["seconds"] for r in runs]}))
 
 
 def split_s3(uri):
@@ -133,12 +145,15 @@ def main(argv=None):
     r.add_argument("--batch", type=int, default=24, help="frames per forward call (default 24, as the old code)")
     r.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
     r.add_argument("--repeat", type=int, default=1, help="requests run one after another (default 1)")
+    s.add_argument("--repeat", type=int, default=3, help="timed runs in this process; the fastest is reported (default 3)")
     for q in (s, r):
         q.add_argument("--interval", type=int, default=30, help="keep every Nth frame (default 30)")
         q.add_argument("--size", type=int, default=1024, help="kept frames are resized to size x size (default 1024)")
     a = p.parse_args(argv)
     if a.interval < 1:
         raise SystemExit("--interval must be at least 1")
+    if a.repeat < 1:
+        raise SystemExit("--repeat must be at least 1")
     {"sample": sample, "request": request}[a.mode](a)
 
 

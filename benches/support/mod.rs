@@ -50,6 +50,31 @@ pub fn x264_clip(dir: &Path, width: u32, height: u32) -> PathBuf {
     path
 }
 
+/// A 10-minute, 30 fps 1080p H.264 clip (18,000 frames) for keyframe sampling: x264's
+/// ultrafast preset (no B-frames, no scene-cut detection, so a keyframe every 250
+/// frames, x264's default GOP) keeps its generation to a few minutes on 2 cores.
+pub fn long_clip(dir: &Path) -> PathBuf {
+    let path = dir.join("x264-1080p30-10min-ultrafast.mp4");
+    if !path.exists() {
+        ffmpeg(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1920x1080:rate=30:duration=600",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ],
+            &path,
+        );
+    }
+    path
+}
+
 /// A field of `/proc/{pid}/status` (`self` for this process) in KiB: `VmRSS`,
 /// `RssAnon`, ...
 pub fn status_kib(pid: &str, field: &str) -> Option<i64> {

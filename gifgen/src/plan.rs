@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use anyhow::{bail, ensure, Result};
 use vidinfer_media::schema::{LegacyFrame, Predictions, Rle, V2Output};
-use vidinfer_media::video::Sampling;
+use vidinfer_media::video::{Sampling, TimeRange};
 
 /// How far (in the boxes' own pixels) a box may reach past the frame's edge before the
 /// predictions are declared not to fit: rounding, not a different video.
@@ -59,6 +59,8 @@ pub struct Plan {
     pub kind: Kind,
     /// The sampling that yields the predictions' frames.
     pub sampling: Sampling,
+    /// The span of the video they cover (a v2 document's `params.range`).
+    pub range: TimeRange,
     pub frames: Vec<PlannedFrame>,
     /// The size of the frame box coordinates refer to: `None` for the video's own
     /// pixels (v2), `Some((w, h))` for the picture a legacy model saw.
@@ -110,7 +112,7 @@ fn class_name(classes: &[String], id: i64) -> String {
         .unwrap_or_else(|| format!("class {id}"))
 }
 
-/// "every 30th frame", "every frame", "2.5 frames per second".
+/// "every 30th frame", "every frame", "2.5 frames per second", "the keyframes".
 pub fn describe_sampling(s: Sampling) -> String {
     match s {
         Sampling::EveryNth(1) => "every frame".into(),
@@ -125,6 +127,7 @@ pub fn describe_sampling(s: Sampling) -> String {
             format!("every {n}{suffix} frame")
         }
         Sampling::Fps(f) => format!("{f} frames per second"),
+        Sampling::Keyframes => "the keyframes".into(),
     }
 }
 
@@ -184,6 +187,7 @@ impl Plan {
         Ok(Plan {
             kind: Kind::V2,
             sampling: doc.params.sampling,
+            range: doc.params.range,
             frames,
             box_frame: None,
             video_size: Some((doc.video.width, doc.video.height)),
@@ -223,6 +227,7 @@ impl Plan {
             })
             .collect();
         Ok(Plan {
+            range: TimeRange::default(),
             kind: Kind::Legacy,
             sampling: Sampling::EveryNth(legacy.frame_interval),
             frames,
@@ -413,7 +418,7 @@ impl<'a> Matcher<'a> {
     pub fn is_sampled(&self, index: u64) -> bool {
         match self.plan.sampling {
             Sampling::EveryNth(n) => index % u64::from(n.max(1)) == 0,
-            Sampling::Fps(_) => self.by_index.contains_key(&index),
+            Sampling::Fps(_) | Sampling::Keyframes => self.by_index.contains_key(&index),
         }
     }
 

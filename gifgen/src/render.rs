@@ -296,6 +296,7 @@ pub fn render(
         source,
         DecodeOptions {
             sampling,
+            range: plan.range,
             resize: Resize::Original,
             ..Default::default()
         },
@@ -376,6 +377,7 @@ mod tests {
 
     fn plan(dets: Vec<Detection>, box_frame: Option<(u32, u32)>) -> Plan {
         Plan {
+            range: Default::default(),
             kind: if box_frame.is_some() {
                 Kind::Legacy
             } else {

@@ -135,6 +135,7 @@ fn v2_document(frames: &[(u64, f64, Vec<Det>)]) -> V2Output {
         },
         params: V2Params {
             sampling: Sampling::EveryNth(INTERVAL as u32),
+            range: Default::default(),
             min_score: None,
             frame_width: 320,
             frame_height: 240,
@@ -603,6 +604,56 @@ fn legacy_arrays_and_v2_documents_draw_the_same_picture() {
         v2_pictures,
         "--frame-width beats FRAME_WIDTH"
     );
+}
+
+/// A v2 document made over a time range (`params.range`) draws just the span's frames,
+/// the same pictures as those frames of a whole-video document.
+#[test]
+fn a_documents_time_range_is_the_span_drawn() {
+    let dir = scratch();
+    let frames = truth_detections();
+    let whole = write_json(dir.path(), "whole.json", &v2_document(&frames));
+    let (all_dir, part_dir) = (dir.path().join("all"), dir.path().join("part"));
+    let frames_dir = |d: &Path| ["--frames-dir".to_string(), d.display().to_string()];
+    let flags = frames_dir(&all_dir);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    render(dir.path(), "whole.gif", &whole, &flags);
+    // Frames 30, 60 and 90 (1.2 s to 3.6 s at 25 fps) lie in [1.0, 4.0).
+    let range = vidinfer_media::video::TimeRange {
+        start_s: 1.0,
+        end_s: Some(4.0),
+    };
+    let inside: Vec<_> = frames
+        .iter()
+        .filter(|(_, pts, _)| range.contains(*pts))
+        .cloned()
+        .collect();
+    assert_eq!(inside.len(), 3);
+    let mut doc = v2_document(&inside);
+    doc.params.range = range;
+    let part = write_json(dir.path(), "part.json", &doc);
+    let flags = frames_dir(&part_dir);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (meta, _) = decode_gif(&render(dir.path(), "part.gif", &part, &flags));
+    assert_eq!(meta.delays.len(), 3);
+    let names = |d: &Path| {
+        let mut n: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    let drawn = names(&part_dir);
+    assert_eq!(
+        drawn,
+        ["frame_000030.png", "frame_000060.png", "frame_000090.png"]
+    );
+    for name in drawn {
+        let a = std::fs::read(all_dir.join(&name)).unwrap();
+        let b = std::fs::read(part_dir.join(&name)).unwrap();
+        assert!(a == b, "{name} drawn differently");
+    }
 }
 
 #[test]

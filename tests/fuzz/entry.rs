@@ -44,6 +44,7 @@ pub fn custom_attributes(data: &[u8]) {
             match p.sampling {
                 Sampling::EveryNth(n) => assert!(n >= 1),
                 Sampling::Fps(f) => assert!(f.is_finite() && f > 0.0),
+                Sampling::Keyframes => {}
             }
         }
     }

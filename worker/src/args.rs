@@ -121,6 +121,25 @@ pub struct ParamArgs {
     #[arg(long, env = "VIDINFER_FPS")]
     pub fps: Option<f64>,
 
+    /// Start at this second of the video: decoding begins at the keyframe at or before
+    /// it and frames before it are not kept. Indices and times stay those of the whole
+    /// video, so a range gives exactly the frames a full run gives for that span.
+    #[arg(long, env = "VIDINFER_START", value_name = "SECONDS")]
+    pub start: Option<f64>,
+
+    /// Stop at this second: frames at or after it are not kept, and decoding stops.
+    #[arg(long, env = "VIDINFER_END", value_name = "SECONDS")]
+    pub end: Option<f64>,
+
+    /// Keep only the keyframes, decoding nothing else (for previews and triage of long
+    /// videos: a keyframe every few seconds, found without decoding the frames between
+    /// them). Instead of --frame-interval or --fps; a typed flag beats the others'
+    /// environment variables, as between those two. (Environment: true/false, 1/0,
+    /// yes/no, on/off.)
+    #[arg(long, env = "VIDINFER_KEYFRAMES",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub keyframes: bool,
+
     /// Frame width the model sees (with --resize). (Environment: also FRAME_WIDTH.)
     #[arg(long, env = "VIDINFER_FRAME_WIDTH", default_value_t = 1024)]
     pub frame_width: u32,
@@ -179,45 +198,98 @@ pub struct ParamArgs {
     pub track_buffer_s: Option<f64>,
 }
 
-/// Where the environment names of --frame-interval and --fps are told in errors.
-const INTERVAL_ENV: &str = "VIDINFER_FRAME_INTERVAL (or FRAME_INTERVAL)";
-const FPS_ENV: &str = "VIDINFER_FPS (or VIDINFER_SAMPLE_FPS)";
+/// One way to choose the sampling: its flag, its argument id, and the environment
+/// names told in errors.
+struct SamplingChoice {
+    flag: &'static str,
+    id: &'static str,
+    env: &'static str,
+}
+
+const SAMPLINGS: [SamplingChoice; 3] = [
+    SamplingChoice {
+        flag: "--frame-interval",
+        id: "frame_interval",
+        env: "VIDINFER_FRAME_INTERVAL (or FRAME_INTERVAL)",
+    },
+    SamplingChoice {
+        flag: "--fps",
+        id: "fps",
+        env: "VIDINFER_FPS (or VIDINFER_SAMPLE_FPS)",
+    },
+    SamplingChoice {
+        flag: "--keyframes",
+        id: "keyframes",
+        env: "VIDINFER_KEYFRAMES",
+    },
+];
+
+/// The `name` of each of [`SAMPLINGS`] picked by `pick`, as "a and b" or "a, b and c".
+fn sampling_names(pick: impl Fn(usize) -> bool, name: fn(&SamplingChoice) -> &str) -> String {
+    let names: Vec<&str> = (0..SAMPLINGS.len())
+        .filter(|&i| pick(i))
+        .map(|i| name(&SAMPLINGS[i]))
+        .collect();
+    match names.as_slice() {
+        [init @ .., last] if !init.is_empty() => format!("{} and {last}", init.join(", ")),
+        _ => names.join(""),
+    }
+}
+
+/// Of the sampling choices that have a value (`given`, in [`SAMPLINGS`] order), which
+/// to keep, by where each came from (`typed`: on the command line, else the
+/// environment): the one typed beats the others' environment variables; two typed, or
+/// two from the environment and none typed, is an error that names them.
+fn settle(given: [bool; 3], typed: [bool; 3]) -> Result<[bool; 3], String> {
+    if given.iter().filter(|&&g| g).count() <= 1 {
+        return Ok(given);
+    }
+    let typed_given: Vec<usize> = (0..3).filter(|&i| given[i] && typed[i]).collect();
+    match typed_given.as_slice() {
+        [] => Err(format!(
+            "the environment sets both {}: unset all but one, or choose with \
+             --frame-interval, --fps or --keyframes",
+            sampling_names(|i| given[i], |c| c.env)
+        )),
+        &[one] => {
+            tracing::debug!(
+                "{} given: {} ignored",
+                SAMPLINGS[one].flag,
+                sampling_names(|i| given[i] && i != one, |c| c.env)
+            );
+            Ok(std::array::from_fn(|i| i == one))
+        }
+        _ => Err(format!(
+            "{} were both given: keep every Nth frame, frames at a rate, or the \
+             keyframes, only one of them",
+            sampling_names(|i| given[i] && typed[i], |c| c.flag)
+        )),
+    }
+}
 
 impl ParamArgs {
-    /// Choose between every-Nth-frame and a rate when both have a value, by where each
-    /// came from: a typed flag beats the other's environment variable (a deployment's
-    /// `FRAME_INTERVAL=30` must not make a typed `--fps 2` an error); both typed, or
-    /// both from the environment, is a mistake the message names.
+    /// Choose between every-Nth-frame, a rate and keyframes when more than one has a
+    /// value, by where each came from: a typed flag beats the others' environment
+    /// variables (a deployment's `FRAME_INTERVAL=30` must not make a typed `--fps 2`
+    /// an error); two typed, or two from the environment, is a mistake the message
+    /// names.
     pub fn settle_sampling(&mut self, matches: &clap::ArgMatches) -> Result<(), String> {
-        use clap::parser::ValueSource::{CommandLine, EnvVariable};
-        if self.frame_interval.is_none() || self.fps.is_none() {
-            return Ok(());
+        let given = [
+            self.frame_interval.is_some(),
+            self.fps.is_some(),
+            self.keyframes,
+        ];
+        let typed = SAMPLINGS
+            .map(|c| matches.value_source(c.id) == Some(clap::parser::ValueSource::CommandLine));
+        let [interval, fps, keyframes] = settle(given, typed)?;
+        if !interval {
+            self.frame_interval = None;
         }
-        match (
-            matches.value_source("frame_interval"),
-            matches.value_source("fps"),
-        ) {
-            (Some(CommandLine), Some(CommandLine)) => Err(
-                "--frame-interval and --fps were both given: keep every Nth frame, or \
-                 frames at a rate, not both"
-                    .into(),
-            ),
-            (Some(CommandLine), _) => {
-                tracing::debug!("--frame-interval given: {FPS_ENV} ignored");
-                self.fps = None;
-                Ok(())
-            }
-            (_, Some(CommandLine)) => {
-                tracing::debug!("--fps given: {INTERVAL_ENV} ignored");
-                self.frame_interval = None;
-                Ok(())
-            }
-            (Some(EnvVariable), Some(EnvVariable)) => Err(format!(
-                "the environment sets both {INTERVAL_ENV} and {FPS_ENV}: unset one, or \
-                 choose with --frame-interval or --fps"
-            )),
-            _ => Ok(()),
+        if !fps {
+            self.fps = None;
         }
+        self.keyframes = keyframes;
+        Ok(())
     }
 
     /// The job parameters these flags describe, checked by the same validator as a
@@ -229,11 +301,12 @@ impl ParamArgs {
             ResizeMode::Original => "original",
         });
         let flags = Overrides {
-            frame_interval: self
-                .fps
-                .is_none()
+            frame_interval: (self.fps.is_none() && !self.keyframes)
                 .then_some(self.frame_interval.unwrap_or(30)),
             fps: self.fps,
+            start_s: self.start,
+            end_s: self.end,
+            sampling: self.keyframes.then(|| "keyframes".to_string()),
             min_score: self.min_score,
             format: Some(
                 match self.format {
@@ -276,6 +349,49 @@ mod tests {
         // An unparsable value falls through to the next.
         assert_eq!(log_filter(Some("a=[x"), Some("error")).to_string(), "error");
         assert!(log_filter(None, None).to_string().contains("vidinfer=info"));
+    }
+
+    #[test]
+    fn a_typed_sampling_beats_the_environment_and_two_of_a_kind_are_an_error() {
+        let (f, t) = (false, true);
+        // Only one given: kept whatever its source.
+        assert_eq!(settle([t, f, f], [f, f, f]), Ok([t, f, f]));
+        // Typed --keyframes over FRAME_INTERVAL (and VIDINFER_FPS) from the environment.
+        assert_eq!(settle([t, f, t], [f, f, t]), Ok([f, f, t]));
+        assert_eq!(settle([t, t, t], [f, f, t]), Ok([f, f, t]));
+        // Typed --frame-interval over VIDINFER_KEYFRAMES.
+        assert_eq!(settle([t, f, t], [t, f, f]), Ok([t, f, f]));
+        let e = settle([f, t, t], [f, t, t]).unwrap_err();
+        assert!(
+            e.starts_with("--fps and --keyframes were both given"),
+            "{e}"
+        );
+        let e = settle([t, t, t], [f, f, f]).unwrap_err();
+        assert!(
+            e.contains("the environment sets both") && e.contains("VIDINFER_KEYFRAMES"),
+            "{e}"
+        );
+
+        // Through clap: what value_source reports for the typed flags.
+        use clap::{Args, FromArgMatches};
+        let cmd = ParamArgs::augment_args(clap::Command::new("t"));
+        let m = cmd
+            .try_get_matches_from(["t", "--keyframes", "--frame-interval", "5"])
+            .unwrap();
+        let mut a = ParamArgs::from_arg_matches(&m).unwrap();
+        let e = a.settle_sampling(&m).unwrap_err();
+        assert!(
+            e.starts_with("--frame-interval and --keyframes were both given"),
+            "{e}"
+        );
+        let cmd = ParamArgs::augment_args(clap::Command::new("t"));
+        let m = cmd.try_get_matches_from(["t", "--keyframes"]).unwrap();
+        let mut a = ParamArgs::from_arg_matches(&m).unwrap();
+        a.settle_sampling(&m).unwrap();
+        assert_eq!(
+            a.params().unwrap().sampling,
+            vidinfer::video::Sampling::Keyframes
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ struct Cli {
 enum Command {
     /// Run the model over videos (local files or directories, S3 objects or prefixes)
     /// and write one JSON document of detections per video.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Consume inference requests from an SQS queue: S3 in, S3 out, SNS notifications
     /// in SageMaker's InferenceResult format. Stops on SIGTERM/ctrl-c after draining.
     ///
@@ -91,7 +91,7 @@ fn main() -> std::process::ExitCode {
     let result = match settled {
         Err(e) => Err(Usage(e).into()),
         Ok(()) => match cli.command {
-            Command::Run(a) => run::main(a),
+            Command::Run(a) => run::main(*a),
             Command::Sqs(a) => sqs::main(*a),
             Command::Serve(a) => serve::main(*a),
             Command::Probe { video } => probe(&video),

@@ -481,7 +481,11 @@ impl Plan {
     /// Everything up to the model load: the inputs' existence and kind, directories
     /// expanded and S3 prefixes listed, `-o` read and checked (a directory is created),
     /// no two videos writing one document, local containers probed.
-    fn make(a: &RunArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<Plan> {
+    fn make(
+        a: &RunArgs,
+        params: &vidinfer::params::Params,
+        rt: &tokio::runtime::Runtime,
+    ) -> anyhow::Result<Plan> {
         let inputs = a
             .videos
             .iter()
@@ -558,11 +562,21 @@ impl Plan {
             }
         }
         // The container and stream are read before the model loads: a local file that
-        // is not a video is refused at once.
+        // is not a video, or that ends before --start, is refused at once.
+        let opts = vidinfer::video::DecodeOptions {
+            range: params.range,
+            ..Default::default()
+        };
         for item in items.iter_mut().filter(|i| i.refused.is_none()) {
             if let Source::File(path) = &item.source {
-                if let Err(e) = vidinfer::video::probe(path.as_path()) {
-                    let e = anyhow::Error::new(e).context(format!("reading {}", path.display()));
+                if let Err(e) = vidinfer::video::Decoder::open(path.as_path(), opts.clone()) {
+                    // --start past the video's end is a mistake in what was typed.
+                    let e = match e {
+                        vidinfer::video::VideoError::InvalidOptions(why) => {
+                            anyhow::Error::new(Usage(format!("{}: {why}", path.display())))
+                        }
+                        e => anyhow::Error::new(e).context(format!("reading {}", path.display())),
+                    };
                     if !many {
                         return Err(e);
                     }
@@ -585,7 +599,7 @@ pub fn main(a: RunArgs) -> anyhow::Result<()> {
         items,
         many,
         storage,
-    } = Plan::make(&a, &rt)?;
+    } = Plan::make(&a, &params, &rt)?;
 
     // With every input refused already, the model need not load.
     let runner = if items.iter().any(|i| i.refused.is_none()) {

@@ -497,6 +497,18 @@ fn run_reads_the_environment_and_typed_flags_win() {
         &["--model", model, v, "--frame-interval", "25"],
     );
     assert_eq!(frames(&typed_interval), (false, 6));
+    // The same between --keyframes and the others (the sample video's one keyframe is
+    // its first frame).
+    let typed_keyframes = run(
+        &[("FRAME_INTERVAL", "50")],
+        &["--model", model, v, "--keyframes"],
+    );
+    assert_eq!(frames(&typed_keyframes), (false, 1));
+    let typed_over_keyframes = run(
+        &[("VIDINFER_KEYFRAMES", "true")],
+        &["--model", model, v, "--frame-interval", "25"],
+    );
+    assert_eq!(frames(&typed_over_keyframes), (false, 6));
 
     // Both typed, or both in the environment: a usage error before the model loads.
     let bogus = ["--model", "/no/such/model.pt", v];
@@ -511,6 +523,12 @@ fn run_reads_the_environment_and_typed_flags_win() {
             vec![],
             "the environment sets both",
         ),
+        (vec![], vec!["--keyframes", "--fps", "2"], "both given"),
+        (
+            vec![("VIDINFER_KEYFRAMES", "1"), ("FRAME_INTERVAL", "5")],
+            vec![],
+            "the environment sets both",
+        ),
     ] {
         let args: Vec<&str> = bogus.iter().copied().chain(extra).collect();
         let out = run(&env, &args);
@@ -518,4 +536,69 @@ fn run_reads_the_environment_and_typed_flags_win() {
         assert_eq!(out.status.code(), Some(2), "{env:?} {args:?}: {e}");
         assert!(e.contains(expect) && !e.contains("model"), "{e}");
     }
+}
+
+/// `--start`/`--end`: the frames of a full run in that span, with the same indices,
+/// times and detections (tracks are the span's own: ids restart with it), the range in
+/// the document's params; a start past the video's end is a usage error before the
+/// model loads.
+#[test]
+fn run_with_a_time_range_gives_the_full_runs_frames_in_it() {
+    let model = fixture_model();
+    let video = sample_video();
+    let run = |extra: &[&str]| {
+        let out = Command::new(exe())
+            .arg("run")
+            .args(["--model", model.to_str().unwrap()])
+            .arg(&video)
+            .args(["--frame-interval", "10", "-o", "-"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let without_tracks = |frame: &serde_json::Value| {
+        let mut f = frame.clone();
+        for d in f["detections"].as_array_mut().unwrap() {
+            d.as_object_mut().unwrap().remove("track_id");
+        }
+        f
+    };
+    let full = run(&[]);
+    let part = run(&["--start", "2", "--end", "4.5"]);
+    assert_eq!(part["params"]["range"]["start_s"], 2.0);
+    assert_eq!(part["params"]["range"]["end_s"], 4.5);
+    let want: Vec<serde_json::Value> = full["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| (2.0..4.5).contains(&f["pts_s"].as_f64().unwrap()))
+        .map(without_tracks)
+        .collect();
+    let got: Vec<serde_json::Value> = part["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(without_tracks)
+        .collect();
+    assert_eq!(want.len(), 7);
+    assert_eq!(got, want);
+
+    let out = Command::new(exe())
+        .args(["run", "--model", "/no/such/model.pt"])
+        .arg(&video)
+        .args(["--start", "9"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("after the end of the video") && !e.contains("model"),
+        "{e}"
+    );
 }

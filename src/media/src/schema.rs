@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detection::{CropMask, Detection, ModelInfo};
 use crate::track::{TrackParams, TrackSummary};
-use crate::video::{FrameMeta, Sampling, VideoInfo};
+use crate::video::{FrameMeta, Sampling, TimeRange, VideoInfo};
 
 /// The v2 schema identifier.
 pub const SCHEMA_V2: &str = "vidinfer/v2";
@@ -185,6 +185,10 @@ pub struct V2Model {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct V2Params {
     pub sampling: Sampling,
+    /// The span of the video the job covered (absent: all of it). Frame indices and
+    /// times are those of the whole video.
+    #[serde(default, skip_serializing_if = "TimeRange::is_all")]
+    pub range: TimeRange,
     /// Detections below this score were dropped (absent: the model's own threshold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_score: Option<f32>,
@@ -232,6 +236,7 @@ pub struct Assembled<'a> {
     pub video: &'a VideoInfo,
     pub model: &'a ModelInfo,
     pub sampling: Sampling,
+    pub range: TimeRange,
     pub min_score: Option<f32>,
     pub masks: bool,
     pub frames: &'a [FrameDetections],
@@ -267,6 +272,7 @@ impl Assembled<'_> {
             },
             params: V2Params {
                 sampling: self.sampling,
+                range: self.range,
                 min_score: self.min_score,
                 frame_width: fw,
                 frame_height: fh,

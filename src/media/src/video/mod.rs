@@ -2,10 +2,10 @@
 //!
 //! This module owns everything between "bytes of a video" and "RGB frames the model
 //! sees": opening the input with a format/protocol allow-list, choosing the video
-//! stream, deciding which frames are kept (every Nth, or a target fps), asking the
-//! decoder to skip work for frames nobody will look at, and converting kept frames to
-//! packed RGB24 at the requested size with the factors that map boxes back to source
-//! pixels.
+//! stream, deciding which frames are kept (every Nth, a target fps, or keyframes),
+//! asking the decoder to skip work for frames nobody will look at, and converting kept
+//! frames to packed RGB24 at the requested size with the factors that map boxes back
+//! to source pixels.
 //!
 //! # Which frames are kept, and why skipping is safe
 //! A frame's *index* is its position in presentation order (0-based), the same count
@@ -17,6 +17,22 @@
 //! frames are never sent with a skip flag, so they are bit-for-bit the frames a full
 //! decode gives (`tests/video.rs` checks exactly that). Streams without timestamps fall
 //! back to counting decoded frames with no skipping.
+//!
+//! # Keyframe sampling
+//! [`Sampling::Keyframes`] decodes only keyframes (IDR/IRAP pictures, what FFmpeg flags
+//! `key_frame`): packets the demuxer does not flag as key are never sent to the
+//! decoder (once the stream has flagged any packet as key; a stream that flags none
+//! is sent whole), and what is sent is decoded with `skip_frame = NonKey`. A picture's
+//! own key flag has the last word, so a decoder that ignores `skip_frame` (this
+//! FFmpeg's VP9 and AV1 decoders) still yields only keyframes. Every packet is still
+//! read and ranked, so the rule for a keyframe's index is the same as for any frame:
+//! its rank among the presentation timestamps of all the stream's packets, which is
+//! its position in a full decode whenever the timestamps are usable. Where they are
+//! not, the ranker counts decoded frames, which needs every frame: from the moment it
+//! degrades everything is sent and decoded, and the frames whose key flag is set are
+//! kept (a stream that lacks timestamps from its first packet is counted exactly; one
+//! that breaks mid-way may have indices short by the frames discarded but not yet
+//! ranked when it broke).
 //!
 //! # Layout
 //! - [`Ranker`] (`ranker.rs`): presentation indices and keep-decisions from packet
@@ -122,6 +138,11 @@ pub enum Sampling {
     /// Keep the first frame at or after each multiple of `1/fps` seconds (robust to
     /// variable frame rate).
     Fps(f64),
+    /// Keep the keyframes (the frames FFmpeg flags `key_frame`: IDR/IRAP pictures),
+    /// decoding nothing else: previews and triage of long videos, where decoding every
+    /// frame would cost minutes. Indices are still presentation indices (see the
+    /// module's documentation).
+    Keyframes,
 }
 
 impl Default for Sampling {
@@ -182,10 +203,49 @@ impl Default for Limits {
     }
 }
 
+/// A span of the video in seconds of presentation time: frames with `start_s <= t <
+/// end_s` (to the end when `end_s` is `None`). Frames keep the index and time they have
+/// in the whole video.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct TimeRange {
+    #[serde(default)]
+    pub start_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_s: Option<f64>,
+}
+
+impl TimeRange {
+    /// The whole video.
+    pub fn is_all(&self) -> bool {
+        self.start_s <= 0.0 && self.end_s.is_none()
+    }
+
+    pub fn contains(&self, t: f64) -> bool {
+        t >= self.start_s && self.end_s.is_none_or(|e| t < e)
+    }
+
+    /// Why this is not a usable range (negative, not finite, empty).
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.start_s.is_finite() && self.start_s >= 0.0) {
+            return Err(format!("start_s must be 0 or more, got {}", self.start_s));
+        }
+        match self.end_s {
+            Some(e) if !(e.is_finite() && e > self.start_s) => Err(format!(
+                "end_s must be after start_s ({} s), got {e}",
+                self.start_s
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Everything that shapes one decode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodeOptions {
     pub sampling: Sampling,
+    /// Only frames in this span are kept; decoding starts at the keyframe at or before
+    /// its start (default: the whole video).
+    pub range: TimeRange,
     pub resize: Resize,
     /// Let the decoder drop non-reference frames that are not kept (default on).
     pub skip_non_ref: bool,
@@ -198,6 +258,7 @@ impl Default for DecodeOptions {
     fn default() -> Self {
         DecodeOptions {
             sampling: Sampling::default(),
+            range: TimeRange::default(),
             resize: Resize::default(),
             skip_non_ref: true,
             threads: 0,
@@ -208,6 +269,7 @@ impl Default for DecodeOptions {
 
 impl DecodeOptions {
     fn validate(&self) -> Result<(), VideoError> {
+        self.range.check().map_err(VideoError::InvalidOptions)?;
         match self.sampling {
             Sampling::EveryNth(0) => {
                 return Err(VideoError::InvalidOptions(

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::Sampling;
+use super::{Sampling, TimeRange};
 
 /// How many video packets the decoder reads ahead of the one it sends, so that each
 /// packet's presentation index is known before it is decoded. Real encoders reorder by
@@ -49,6 +49,9 @@ impl Sampler {
                     true
                 }
             }
+            // Whether a frame is a keyframe is known only once it is decoded: the
+            // decoder discards the others and checks the picture's key flag.
+            Sampling::Keyframes => true,
         }
     }
 }
@@ -118,6 +121,9 @@ pub struct Placement {
 #[derive(Debug, Clone)]
 pub struct Ranker {
     sampler: Sampler,
+    /// Frames outside it are not kept (the sampling still sees them, so a range keeps
+    /// exactly what the whole video's sampling keeps in it).
+    range: TimeRange,
     /// Seconds per timestamp tick.
     time_base: f64,
     /// The timestamp of time 0: the stream's start time, else the first packet's.
@@ -147,6 +153,7 @@ impl Ranker {
     ) -> Self {
         Ranker {
             sampler: Sampler::new(sampling),
+            range: TimeRange::default(),
             time_base,
             start_pts,
             fps,
@@ -156,6 +163,18 @@ impl Ranker {
             watermark: None,
             exact: true,
         }
+    }
+
+    /// Keep only frames in `range`.
+    pub fn with_range(mut self, range: TimeRange) -> Self {
+        self.range = range;
+        self
+    }
+
+    /// The sampling's decision for a frame, within the range.
+    fn keep(&mut self, index: u64, pts_s: f64) -> bool {
+        let sampled = self.sampler.keep(index, pts_s);
+        sampled && self.range.contains(pts_s)
     }
 
     /// Whether indices come from timestamps (exact, skipping allowed) or from
@@ -236,7 +255,7 @@ impl Ranker {
             self.pending.pop_first();
             let index = self.next_index;
             self.next_index += 1;
-            let kept = self.sampler.keep(index, self.seconds(pts));
+            let kept = self.keep(index, self.seconds(pts));
             self.ranked.insert(pts, Slot { index, kept });
             self.watermark = Some(pts);
         }
@@ -296,7 +315,7 @@ impl Ranker {
         self.next_index += 1;
         Slot {
             index,
-            kept: self.sampler.keep(index, pts_s),
+            kept: self.keep(index, pts_s),
         }
     }
 
