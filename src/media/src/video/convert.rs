@@ -425,42 +425,32 @@ mod tests {
     /// heights included.
     #[test]
     fn rgb_written_in_place_equals_the_padded_picture_copied_out() {
+        // `input` converted to w x h RGB, written in place and copied out, agree.
+        let check = |input: &ffmpeg::frame::Video, w: u32, h: u32| {
+            let mut ctx = scaling::Context::get(
+                Pixel::YUV420P,
+                input.width(),
+                input.height(),
+                Pixel::RGB24,
+                w,
+                h,
+                scaling::Flags::BILINEAR,
+            )
+            .unwrap();
+            let direct = to_rgb_direct(&mut ctx, input, w, h).unwrap();
+            let mut padded = ffmpeg::frame::Video::empty();
+            ctx.run(input, &mut padded).unwrap();
+            assert_eq!(direct.len(), (w * h * 3) as usize);
+            assert!(direct == packed_rows(&padded, w, h), "{w}x{h}");
+        };
         // One pass, scaling 320x181 down, up, and not at all.
         let input = pattern(320, 181);
         for (w, h) in [(64, 48), (1024, 577), (320, 181)] {
-            let mut ctx = scaling::Context::get(
-                Pixel::YUV420P,
-                320,
-                181,
-                Pixel::RGB24,
-                w,
-                h,
-                scaling::Flags::BILINEAR,
-            )
-            .unwrap();
-            let direct = to_rgb_direct(&mut ctx, &input, w, h).unwrap();
-            let mut padded = ffmpeg::frame::Video::empty();
-            ctx.run(&input, &mut padded).unwrap();
-            assert_eq!(direct.len(), (w * h * 3) as usize);
-            assert!(direct == packed_rows(&padded, w, h), "{w}x{h}");
+            check(&input, w, h);
         }
         // The second pass of a two-pass conversion: same size, YUV to RGB (SIMD).
         for (w, h) in [(64, 64), (1024, 576), (128, 37)] {
-            let input = pattern(w, h);
-            let mut ctx = scaling::Context::get(
-                Pixel::YUV420P,
-                w,
-                h,
-                Pixel::RGB24,
-                w,
-                h,
-                scaling::Flags::BILINEAR,
-            )
-            .unwrap();
-            let direct = to_rgb_direct(&mut ctx, &input, w, h).unwrap();
-            let mut padded = ffmpeg::frame::Video::empty();
-            ctx.run(&input, &mut padded).unwrap();
-            assert!(direct == packed_rows(&padded, w, h), "{w}x{h}");
+            check(&pattern(w, h), w, h);
         }
     }
 
