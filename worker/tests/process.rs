@@ -336,11 +336,13 @@ async fn a_killed_job_resumes_from_its_checkpoint() {
     let resumed_doc = download(&sdk, &res.bucket, "results/resume-1.out")
         .await
         .expect("output stored");
-    assert_eq!(
-        checkpoint_frames(&sdk, &res.bucket, "resume-1").await,
-        0,
-        "deleted once settled"
-    );
+    // Deleted once the message is settled, which follows the notification.
+    wait_until(
+        "the checkpoint to be deleted",
+        Duration::from_secs(30),
+        || async { checkpoint_frames(&sdk, &res.bucket, "resume-1").await == 0 },
+    )
+    .await;
 
     // A garbage checkpoint under another request's id: ignored, the job starts over,
     // and it is replaced, then deleted.
@@ -350,7 +352,12 @@ async fn a_killed_job_resumes_from_its_checkpoint() {
     let notes = notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(120)).await;
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0]["inferenceId"], "garbage-1");
-    assert!(download(&sdk, &res.bucket, key).await.is_none());
+    wait_until(
+        "the replaced checkpoint to be deleted",
+        Duration::from_secs(30),
+        || async { download(&sdk, &res.bucket, key).await.is_none() },
+    )
+    .await;
     let _ = second.kill();
     second.wait().unwrap();
     let log = std::fs::read_to_string(&log).unwrap();
