@@ -283,13 +283,13 @@ impl Engine {
         // Resuming: decode from the keyframe at or before the last saved frame, which
         // the decoder must give again exactly as saved (the frames before it are not
         // decoded at all; their indices and times are checked by the ranking).
-        let resumed: Vec<FrameMeta> = done.last().map(|f| f.meta).into_iter().collect();
-        if let Some(last) = resumed.first() {
+        let resume_at = done.last().map(|f| f.meta);
+        if let Some(last) = resume_at {
             opts.range.start_s = opts.range.start_s.max(last.pts_s);
         }
         let source = job.source;
         let decode = tokio::task::spawn_blocking(move || {
-            decode_into(source, opts, &resumed, info_tx, frame_tx)
+            decode_into(source, opts, resume_at, info_tx, frame_tx)
         });
         let video = match info_rx.await {
             Ok(Ok(info)) => info,
@@ -386,14 +386,14 @@ fn check_resumed(f: &FrameDetections, video: &VideoInfo) -> Result<(), PipelineE
 }
 
 /// The decode thread: open the source, report what the video is, then push kept frames
-/// into `frames` until the end, an error, or the job is abandoned. The first kept
-/// frames must be exactly `resumed` (a checkpoint's): they are checked and not sent.
-/// Returns the frames decoded and the seconds the decoder was busy (waiting for the
-/// model excluded), or why the resumed frames do not match.
+/// into `frames` until the end, an error, or the job is abandoned. When resuming, the
+/// first kept frame must be exactly `resume_at` (a checkpoint's last frame): it is
+/// checked and not sent. Returns the frames decoded and the seconds the decoder was
+/// busy (waiting for the model excluded), or why the resumed frame does not match.
 fn decode_into(
     source: Source,
     opts: DecodeOptions,
-    resumed: &[FrameMeta],
+    mut resume_at: Option<FrameMeta>,
     info: tokio::sync::oneshot::Sender<Result<VideoInfo, VideoError>>,
     frames: mpsc::Sender<Result<Frame, VideoError>>,
 ) -> Result<(u64, f64), PipelineError> {
@@ -407,8 +407,6 @@ fn decode_into(
     };
     let mut busy = t0.elapsed();
     let _ = info.send(Ok(dec.info().clone()));
-    let mut expect = resumed.iter();
-    let mut complete = resumed.is_empty();
     loop {
         let t = Instant::now();
         let item = match dec.next_frame() {
@@ -417,28 +415,22 @@ fn decode_into(
             Err(e) => Err(e),
         };
         busy += t.elapsed();
-        if let (Ok(frame), false) = (&item, complete) {
-            match expect.next() {
-                Some(m) if *m == frame.meta => {
-                    complete = expect.len() == 0;
-                    continue;
-                }
-                Some(m) => {
-                    return Err(PipelineError::Resume(format!(
-                        "the checkpoint has frame {} at {} s ({}x{}) where the video gives \
-                         frame {} at {} s ({}x{})",
-                        m.index,
-                        m.pts_s,
-                        m.width,
-                        m.height,
-                        frame.meta.index,
-                        frame.meta.pts_s,
-                        frame.meta.width,
-                        frame.meta.height
-                    )))
-                }
-                None => complete = true,
+        if let (Ok(frame), Some(m)) = (&item, resume_at.take()) {
+            if m == frame.meta {
+                continue;
             }
+            return Err(PipelineError::Resume(format!(
+                "the checkpoint has frame {} at {} s ({}x{}) where the video gives \
+                 frame {} at {} s ({}x{})",
+                m.index,
+                m.pts_s,
+                m.width,
+                m.height,
+                frame.meta.index,
+                frame.meta.pts_s,
+                frame.meta.width,
+                frame.meta.height
+            )));
         }
         let failed = item.is_err();
         // The receiver is gone when the job was abandoned: stop decoding.
@@ -446,10 +438,10 @@ fn decode_into(
             break;
         }
     }
-    if !complete {
+    if let Some(m) = resume_at {
         return Err(PipelineError::Resume(format!(
-            "the checkpoint has {} frames more than the video gives",
-            expect.len()
+            "the checkpoint ends at frame {} at {} s, which the video does not give",
+            m.index, m.pts_s
         )));
     }
     Ok((dec.frames_decoded(), busy.as_secs_f64()))
