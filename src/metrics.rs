@@ -61,15 +61,23 @@ pub enum Outcome {
     Expired,
     /// Handed back at shutdown.
     HandedBack,
+    /// A long video split into segment messages (the request settles with its last
+    /// segment).
+    Split,
+    /// A segment's part stored (or a segment of a request already settled dropped):
+    /// another segment settles the request.
+    Part,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Completed,
         Outcome::Failed,
         Outcome::Retried,
         Outcome::Expired,
         Outcome::HandedBack,
+        Outcome::Split,
+        Outcome::Part,
     ];
 
     pub fn label(self) -> &'static str {
@@ -79,6 +87,8 @@ impl Outcome {
             Outcome::Retried => "retried",
             Outcome::Expired => "expired",
             Outcome::HandedBack => "handed_back",
+            Outcome::Split => "split",
+            Outcome::Part => "part",
         }
     }
 }

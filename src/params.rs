@@ -79,6 +79,21 @@ impl Params {
 #[error("{0}")]
 pub struct RequestError(pub String);
 
+/// Shortest segment a video is split into (shorter ones cost more in downloads and
+/// seams than they gain).
+pub const MIN_SEGMENT_SECONDS: f64 = 1.0;
+
+/// A usable `segment_seconds`: 0 (never split) or at least [`MIN_SEGMENT_SECONDS`].
+pub fn check_segment_seconds(s: f64) -> Result<(), String> {
+    if s == 0.0 || (s.is_finite() && s >= MIN_SEGMENT_SECONDS) {
+        Ok(())
+    } else {
+        Err(format!(
+            "segment_seconds must be 0 (never split) or at least {MIN_SEGMENT_SECONDS}, got {s}"
+        ))
+    }
+}
+
 pub(crate) fn err(msg: impl Into<String>) -> RequestError {
     RequestError(msg.into())
 }
@@ -115,6 +130,11 @@ pub struct Overrides {
     pub track_iou: Option<f32>,
     #[serde(alias = "track_buffer_s")]
     pub track_buffer_s: Option<f64>,
+    /// The queue worker splits a longer video into segments of this many seconds,
+    /// processed across the fleet (0: never split). Not a parameter of the result:
+    /// other front doors ignore it.
+    #[serde(alias = "segment_seconds")]
+    pub segment_seconds: Option<f64>,
 }
 
 impl Overrides {
@@ -165,6 +185,9 @@ impl Overrides {
                 }
                 "trackiou" => o.track_iou = Some(v.parse().map_err(|_| num("a number"))?),
                 "trackbuffers" => o.track_buffer_s = Some(v.parse().map_err(|_| num("a number"))?),
+                "segmentseconds" => {
+                    o.segment_seconds = Some(v.parse().map_err(|_| num("a number of seconds"))?)
+                }
                 _ => {} // someone else's attribute
             }
         }
@@ -191,6 +214,7 @@ impl Overrides {
             track_new_score: later.track_new_score.or(self.track_new_score),
             track_iou: later.track_iou.or(self.track_iou),
             track_buffer_s: later.track_buffer_s.or(self.track_buffer_s),
+            segment_seconds: later.segment_seconds.or(self.segment_seconds),
         }
     }
 
@@ -222,6 +246,9 @@ impl Overrides {
     /// Apply to the worker's defaults, validating every value.
     pub fn apply(&self, base: &Params) -> Result<Params, RequestError> {
         let mut p = base.clone();
+        if let Some(s) = self.segment_seconds {
+            check_segment_seconds(s).map_err(err)?;
+        }
         if self.frame_interval.is_some() && self.fps.is_some() {
             return Err(err("give either frame_interval or fps, not both"));
         }

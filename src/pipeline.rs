@@ -251,6 +251,36 @@ impl Engine {
         })
     }
 
+    /// The document of frames computed elsewhere — a video's segments, each run over its
+    /// own time range by whichever worker took it — as one run over `params` gives it:
+    /// the frames, in presentation order, are checked and replayed through the tracker
+    /// like a checkpoint's ([`Engine::run_from`]). `stats` are the parts' own, summed.
+    pub fn assemble(
+        &self,
+        video: VideoInfo,
+        frames: Vec<FrameDetections>,
+        params: &Params,
+        stats: JobStats,
+    ) -> Result<Finished, PipelineError> {
+        let start = Instant::now();
+        let mut assembly = Assembly::new(params, video);
+        assembly.replay(frames)?;
+        let mut out = assembly.finish();
+        let detections = out.stats.detections;
+        out.stats = JobStats {
+            frames_sampled: out.frames.len() as u64,
+            detections,
+            track_s: out.stats.track_s,
+            wall_s: stats.wall_s + start.elapsed().as_secs_f64(),
+            ..stats
+        };
+        Ok(Finished {
+            document: out.document(&self.model, params),
+            video: out.video,
+            stats: out.stats,
+        })
+    }
+
     /// Run one job to completion, returning the detections before they become a
     /// document (for callers that look at them, such as tests and benchmarks).
     pub async fn run(
@@ -300,10 +330,7 @@ impl Engine {
         let masks = params.masks && self.model.info().masks;
         let mut assembly = Assembly::new(&params, video);
         assembly.stats.frames_resumed = done.len() as u64;
-        for f in done {
-            check_resumed(&f, &assembly.video)?;
-            assembly.push(f.meta, f.detections);
-        }
+        assembly.replay(done)?;
 
         type Pending = tokio::task::JoinHandle<crate::model::InferResult>;
         let mut in_flight: VecDeque<(Vec<FrameMeta>, Pending)> = VecDeque::new();
@@ -521,6 +548,28 @@ impl Assembly {
             self.stats.track_s += t.elapsed().as_secs_f64();
         }
         self.frames.push(FrameDetections { meta, detections });
+    }
+
+    /// Push frames computed earlier (a checkpoint, a video's segments): each must be one
+    /// this video can have, after the one before it. Identities are the tracker's to
+    /// give: any a stored frame carries are dropped.
+    fn replay(&mut self, frames: Vec<FrameDetections>) -> Result<(), PipelineError> {
+        for mut f in frames {
+            check_resumed(&f, &self.video)?;
+            if let Some(prev) = self.frames.last() {
+                if prev.meta.index >= f.meta.index {
+                    return Err(PipelineError::Resume(format!(
+                        "frame {} comes after frame {}",
+                        f.meta.index, prev.meta.index
+                    )));
+                }
+            }
+            for d in &mut f.detections {
+                d.track_id = None;
+            }
+            self.push(f.meta, f.detections);
+        }
+        Ok(())
     }
 
     fn finish(self) -> JobOutput {

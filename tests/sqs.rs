@@ -51,6 +51,7 @@ fn config(res: &Resources, output_bucket: &str) -> SqsConfig {
         },
         allowed_inputs: Default::default(),
         checkpoint_every: None,
+        segment_seconds: 0.0,
     }
 }
 
@@ -531,4 +532,166 @@ async fn wait_in_flight(sdk: &aws_config::SdkConfig, queue: &str) {
     }
     // Past the download, into decoding and inference.
     tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// Poll `done` every 100 ms until it holds or `timeout` passes.
+async fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while !done() {
+        if start.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
+/// One video across the fleet: a request split into 1-second segments, processed by
+/// three workers, gives byte for byte the document one worker gives for the whole
+/// video (tracks included), one notification, and leaves no part behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_video_gives_the_single_run_document() {
+    let (_moto, sdk, res) = with_sample_video(3).await;
+    let b = &res.bucket;
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let mut cfg = config(&res, b);
+        cfg.concurrency = 1;
+        workers.push(start_worker(&sdk, &res, cfg).await);
+    }
+    let params = r#""frameInterval":5,"track":true,"masks":true"#;
+    for (id, extra) in [("whole", ""), ("split", r#","segmentSeconds":1"#)] {
+        let body = format!(
+            r#"{{"inputLocation":"s3://{b}/in/shapes.mp4","inferenceId":"{id}","params":{{{params}{extra}}}}}"#
+        );
+        send(&sdk, &res.queue_url, &body).await;
+    }
+    let mut notes = notifications(&sdk, &res.success_inbox, 2, Duration::from_secs(180)).await;
+    // And no more.
+    notes.extend(notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(3)).await);
+    let mut ids: Vec<&str> = notes
+        .iter()
+        .map(|n| n["inferenceId"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["split", "whole"], "one notification per request");
+    let whole = download(&sdk, b, "results/whole.out").await.unwrap();
+    let split = download(&sdk, b, "results/split.out").await.unwrap();
+    let Predictions::V2(doc) = Predictions::parse(&split).unwrap() else {
+        panic!("v2 expected")
+    };
+    assert_eq!(doc.frames.len(), 30);
+    // Tracks run across the seams: the shapes keep one identity through the video.
+    let tracks = doc.tracks.as_ref().expect("tracks");
+    assert!(!tracks.is_empty() && tracks.len() <= 6, "{tracks:?}");
+    assert!(
+        whole == split,
+        "the split document differs from the whole one:\n{}\n{}",
+        String::from_utf8_lossy(&whole),
+        String::from_utf8_lossy(&split)
+    );
+    let notes = notes.iter().find(|n| n["inferenceId"] == "split").unwrap();
+    assert_eq!(
+        notes["requestParameters"]["inputLocation"],
+        format!("s3://{b}/in/shapes.mp4")
+    );
+    // Settled: every message deleted, the parts removed, nothing failed.
+    let all = |o| workers.iter().map(|w| w.1.jobs(o)).sum::<u64>();
+    let counts = || Outcome::ALL.map(|o| (o.label(), all(o)));
+    // 6 s of video in 1 s segments: one settles the request, the others are parts.
+    let duration_s = vidinfer::video::probe(sample_video()).unwrap().duration_s;
+    let segments = vidinfer::sqs::segments::plan(Default::default(), duration_s.unwrap(), 1.0);
+    assert_eq!(segments.len(), 6);
+    assert!(
+        wait_until(Duration::from_secs(20), || all(Outcome::Part) == 5).await,
+        "{:?}",
+        counts()
+    );
+    assert_eq!(all(Outcome::Split), 1, "{:?}", counts());
+    assert_eq!(all(Outcome::Completed), 2, "{:?}", counts());
+    assert_eq!(all(Outcome::Failed) + all(Outcome::Retried), 0);
+    let sampled: f64 = workers
+        .iter()
+        .map(|w| common::metric(&w.1.render(), "vidinfer_frames_sampled_total").unwrap())
+        .sum();
+    assert_eq!(sampled, 60.0, "each frame inferred once per request");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(depth(&sdk, &res.queue_url).await, (0, 0));
+    let left: Vec<String> = list_keys(&sdk, b)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(".parts/"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        notifications(&sdk, &res.error_inbox, 1, Duration::from_secs(1))
+            .await
+            .is_empty()
+    );
+    for (stop, _, task) in workers {
+        stop.cancel();
+        task.await.unwrap();
+    }
+}
+
+/// A segment that cannot be computed (here: the input object was replaced after the
+/// split) fails the whole request once, with the reason; the other segments are
+/// dropped and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_segment_fails_the_request_once() {
+    let (_moto, sdk, res) = with_sample_video(3).await;
+    let b = &res.bucket;
+    let mut cfg = config(&res, b);
+    cfg.concurrency = 1;
+    cfg.segment_seconds = 1.0;
+    let (stop, splitter, task) = start_worker(&sdk, &res, cfg.clone()).await;
+    let body = format!(r#"{{"inputLocation":"s3://{b}/in/shapes.mp4","inferenceId":"poison"}}"#);
+    send(&sdk, &res.queue_url, &body).await;
+    assert!(
+        wait_until(Duration::from_secs(60), || splitter.jobs(Outcome::Split)
+            == 1)
+        .await
+    );
+    // At most the one segment it may have started is done by this worker.
+    stop.cancel();
+    task.await.unwrap();
+    let original = download(&sdk, b, "in/shapes.mp4").await.unwrap();
+    let mut changed = original.clone();
+    changed.extend_from_slice(b"trailing bytes");
+    upload(&sdk, b, "in/shapes.mp4", changed).await;
+
+    let (stop, metrics, task) = start_worker(&sdk, &res, cfg).await;
+    let mut notes = notifications(&sdk, &res.error_inbox, 1, Duration::from_secs(60)).await;
+    notes.extend(notifications(&sdk, &res.error_inbox, 1, Duration::from_secs(3)).await);
+    assert_eq!(notes.len(), 1, "one failure notification: {notes:#?}");
+    let reason = notes[0]["failureReason"].as_str().unwrap();
+    assert_eq!(notes[0]["inferenceId"], "poison");
+    assert!(
+        reason.contains("the input object changed after the request was split")
+            && reason.contains("segment "),
+        "{reason}"
+    );
+    assert!(download(&sdk, b, "failures/poison-error.out")
+        .await
+        .is_some());
+    assert!(download(&sdk, b, "results/poison.out").await.is_none());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(depth(&sdk, &res.queue_url).await, (0, 0));
+    assert_eq!(depth(&sdk, &res.dlq_url).await, (0, 0));
+    let settled = splitter.jobs(Outcome::Part) + metrics.jobs(Outcome::Part);
+    assert_eq!(metrics.jobs(Outcome::Failed), 1);
+    assert_eq!(settled, 5, "the other segments are parts or dropped");
+    let left: Vec<String> = list_keys(&sdk, b)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(".parts/"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(1))
+            .await
+            .is_empty()
+    );
+    stop.cancel();
+    task.await.unwrap();
 }

@@ -15,6 +15,7 @@
 pub mod checkpoint;
 pub mod lease;
 pub mod outcome;
+pub mod segments;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use crate::storage::{Downloaded, S3Uri, Storage};
 use checkpoint::{Checkpoints, Fingerprint};
 use lease::{Lease, LeasePolicy};
 use outcome::{JobError, OutcomeStep, RequestInfo};
+use segments::{Done, SegmentMessage, SegmentStore};
 
 pub use lease::heartbeat;
 
@@ -81,6 +83,9 @@ pub struct SqsConfig {
     pub allowed_inputs: InputPolicy,
     /// How often a running job saves a checkpoint (`None`: never); see [`checkpoint`].
     pub checkpoint_every: Option<Duration>,
+    /// Split a video longer than this many seconds into segments processed across the
+    /// fleet (0: never; a request's `segment_seconds` overrides it); see [`segments`].
+    pub segment_seconds: f64,
 }
 
 /// A message as received, before its body is looked at.
@@ -114,6 +119,7 @@ pub struct SqsWorker {
     metrics: Arc<Metrics>,
     outcome: OutcomeStep,
     checkpoints: Option<Checkpoints>,
+    segments: SegmentStore,
 }
 
 impl SqsWorker {
@@ -141,6 +147,7 @@ impl SqsWorker {
             .map(|every| Checkpoints::new(storage.clone(), &config.output_path, every));
         SqsWorker {
             checkpoints,
+            segments: SegmentStore::new(storage.clone(), &config.output_path),
             engine,
             storage,
             sqs: aws_sdk_sqs::Client::new(sdk),
@@ -335,6 +342,7 @@ impl SqsWorker {
             "job",
             message_id = %received.message_id,
             inference_id = empty,
+            segment = empty,
             input_bytes = empty,
             frames_sampled = empty,
             frames_decoded = empty,
@@ -345,14 +353,28 @@ impl SqsWorker {
         );
         let started = Instant::now();
         let outcome = async {
+            // A segment of a request split earlier (by this worker or another).
+            if let Some(seg) = SegmentMessage::parse(&received.body) {
+                return self.handle_segment(seg, lease, &hard_stop).await;
+            }
             let (info, result, ran) = match self.admit(&received) {
                 Ok((request, params, info)) => {
-                    let result = self.run_job(&request, &params, &lease, &hard_stop).await;
+                    let result = self
+                        .run_job(&info, &request, &params, &lease, &hard_stop)
+                        .await;
                     (info, result, true)
                 }
                 Err((info, e)) => (info, Err(e), false),
             };
-            let outcome = self.outcome.settle(&info, lease, result).await;
+            let outcome = match result {
+                Ok(Done::Split) => {
+                    // Handed on to the segment messages, which settle the request.
+                    lease.delete().await;
+                    Outcome::Split
+                }
+                Ok(Done::Document(doc)) => self.outcome.settle(&info, lease, Ok(doc)).await,
+                Err(e) => self.outcome.settle(&info, lease, Err(e)).await,
+            };
             // Settled for good (the message is deleted): its checkpoint has served.
             // Retried or handed back: kept, so the redelivery resumes from it.
             let settled = matches!(
@@ -430,16 +452,17 @@ impl SqsWorker {
     /// timeout, unless shutdown hands it back first. Returns the document.
     async fn run_job(
         &self,
+        info: &RequestInfo,
         request: &Request,
         params: &Params,
         lease: &Lease,
         hard_stop: &CancellationToken,
-    ) -> Result<Vec<u8>, JobError> {
+    ) -> Result<Done, JobError> {
         let keep_alive = lease.keep_alive(self.config.heartbeat_every);
         let limit_s = request.invocation_timeout_s;
         let timeout = Duration::from_secs(limit_s);
         let result = tokio::select! {
-            r = tokio::time::timeout(timeout, self.process(request, params)) => {
+            r = tokio::time::timeout(timeout, self.process(info, request, params)) => {
                 r.unwrap_or(Err(JobError::Timeout { limit_s }))
             }
             _ = hard_stop.cancelled() => Err(JobError::HandBack),
@@ -448,8 +471,14 @@ impl SqsWorker {
         result
     }
 
-    /// Download the input and run the engine's job path on it.
-    async fn process(&self, request: &Request, params: &Params) -> Result<Vec<u8>, JobError> {
+    /// Download the input and run the engine's job path on it, or split it into
+    /// segments when it is long and splitting is asked for.
+    async fn process(
+        &self,
+        info: &RequestInfo,
+        request: &Request,
+        params: &Params,
+    ) -> Result<Done, JobError> {
         let t = Instant::now();
         let Downloaded { file, bytes, etag } = self
             .storage
@@ -473,6 +502,18 @@ impl SqsWorker {
             params: params.clone(),
             model: self.engine.model().info().fingerprint.clone(),
         };
+        let segment_s = request
+            .overrides
+            .segment_seconds
+            .unwrap_or(self.config.segment_seconds);
+        if segment_s > 0.0 {
+            let split = self
+                .split(info, request, &fingerprint, file.path(), segment_s)
+                .await?;
+            if split {
+                return Ok(Done::Split);
+            }
+        }
         let id = request.inference_id.as_str();
         let resume = match &self.checkpoints {
             Some(c) => c.load(id, &fingerprint).await,
@@ -510,7 +551,7 @@ impl SqsWorker {
         span.record("decode_s", s.decode_s);
         span.record("infer_s", s.infer_s);
         self.metrics.engine_job(&done.stats);
-        Ok(done.document)
+        Ok(Done::Document(done.document))
     }
 }
 

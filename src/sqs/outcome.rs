@@ -24,6 +24,7 @@ use crate::notify::{InferenceResult, Notifier, NotifyError, RequestParameters};
 use crate::pipeline::PipelineError;
 use crate::request::RequestError;
 use crate::storage::{S3Uri, Storage, StorageError};
+use crate::video::TimeRange;
 
 /// Why a message's job did not complete, typed until [`JobError::reason`] writes it.
 #[derive(Debug)]
@@ -45,6 +46,24 @@ pub enum JobError {
     Notify(NotifyError),
     /// Shutdown past the grace period.
     HandBack,
+    /// Reading or writing a split request's objects (manifest, parts, claim) failed.
+    Parts(StorageError),
+    /// Sending a split request's segment messages failed.
+    Enqueue(String),
+    /// The stored parts of a split request do not make one document.
+    Assembly(String),
+    /// A segment cannot be computed as its request was split: the input object or the
+    /// model changed in between.
+    Mismatch(String),
+    /// One segment of a split request failed; the request fails with its reason.
+    Segment {
+        index: usize,
+        count: usize,
+        range: TimeRange,
+        source: Box<JobError>,
+    },
+    /// A split request already failed by one of its segments: that reason, as stored.
+    Claimed(String),
 }
 
 /// What a [`JobError`] means for the message.
@@ -73,6 +92,12 @@ impl JobError {
             // the request's fault, so the message stays for redelivery (and the DLQ).
             JobError::StoreResult(_) | JobError::Notify(_) => Disposition::Retry,
             JobError::HandBack => Disposition::HandBack,
+            // The segment objects live under the operator's output location.
+            JobError::Parts(_) | JobError::Enqueue(_) => Disposition::Retry,
+            JobError::Assembly(_) | JobError::Mismatch(_) | JobError::Claimed(_) => {
+                Disposition::Fail(Outcome::Failed)
+            }
+            JobError::Segment { source, .. } => source.disposition(),
         }
     }
 
@@ -94,6 +119,28 @@ impl JobError {
             JobError::StoreResult(e) => format!("storing the result: {e}"),
             JobError::Notify(e) => format!("notifying (the output is stored): {e}"),
             JobError::HandBack => "handed back at shutdown".into(),
+            JobError::Parts(e) => format!("segment objects: {e}"),
+            JobError::Enqueue(e) => format!("sending the segment messages: {e}"),
+            JobError::Assembly(why) => {
+                format!("ClientError: the segments' parts do not make one document: {why}")
+            }
+            JobError::Mismatch(why) => format!("ClientError: {why}"),
+            JobError::Segment {
+                index,
+                count,
+                range,
+                source,
+            } => {
+                let end = range.end_s.map_or("the end".to_string(), |e| format!("{e} s"));
+                format!(
+                    "{} (segment {} of {}: {} s to {end})",
+                    source.reason(),
+                    index + 1,
+                    count,
+                    range.start_s
+                )
+            }
+            JobError::Claimed(reason) => reason.clone(),
         }
     }
 }

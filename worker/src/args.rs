@@ -325,6 +325,7 @@ impl ParamArgs {
             track_new_score: self.track_new_score,
             track_iou: self.track_iou,
             track_buffer_s: self.track_buffer_s,
+            segment_seconds: None,
         };
         flags
             .apply(&Params::default())

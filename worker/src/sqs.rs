@@ -100,6 +100,15 @@ pub struct SqsArgs {
           value_parser = parse_seconds)]
     pub checkpoint_interval: f64,
 
+    /// Split a video longer than this many seconds into segments of this length, sent
+    /// to the same queue and processed by whichever workers take them; the worker that
+    /// stores the last part assembles the one document and sends the one notification
+    /// (0: never split; a request's `segment_seconds` overrides it). Parts live under
+    /// {OUTPUT_PATH}/.parts/{inferenceId}/ until the request is settled.
+    #[arg(long, env = "VIDINFER_SEGMENT_SECONDS", default_value_t = 0.0,
+          value_parser = parse_segment_seconds)]
+    pub segment_seconds: f64,
+
     /// Address of the /metrics (Prometheus) and /ping endpoint; "off" disables it.
     #[arg(long, env = "VIDINFER_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: String,
@@ -183,6 +192,12 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_segment_seconds(s: &str) -> Result<f64, String> {
+    let v = parse_seconds(s)?;
+    vidinfer::params::check_segment_seconds(v)?;
+    Ok(v)
+}
+
 impl SqsArgs {
     /// The worker's configuration from these flags.
     fn config(&self, region: String, defaults: Params) -> SqsConfig {
@@ -211,6 +226,7 @@ impl SqsArgs {
             allowed_inputs: InputPolicy::new(self.allowed_inputs.clone()),
             checkpoint_every: (self.checkpoint_interval > 0.0)
                 .then(|| Duration::from_secs_f64(self.checkpoint_interval)),
+            segment_seconds: self.segment_seconds,
         }
     }
 }

@@ -398,6 +398,40 @@ impl Storage {
         Ok(())
     }
 
+    /// Create an object only if none exists at `uri` (an S3 conditional write,
+    /// `If-None-Match: *`): `Ok(true)` when this call created it, `Ok(false)` when one
+    /// was already there (HTTP 412). Of several concurrent callers exactly one gets
+    /// `true`; a conflict with a write still in flight (HTTP 409) is transient.
+    pub async fn put_if_absent(
+        &self,
+        uri: &S3Uri,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<bool, StorageError> {
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .content_type(content_type)
+            .if_none_match("*")
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(412) => Ok(false),
+                Some(409) => Err(StorageError::Transient {
+                    op: "conditional PUT",
+                    uri: uri.to_string(),
+                    message: classify(&e).1,
+                }),
+                _ => Err(StorageError::from_sdk("conditional PUT", uri, &e)),
+            },
+        }
+    }
+
     async fn put_multipart(
         &self,
         uri: &S3Uri,
