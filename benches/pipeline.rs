@@ -22,12 +22,17 @@
 //!   detections per image, masks off (`benches/reference/variant.py` makes the
 //!   variants), on the bundled sample video: frames/s and recall against its ground
 //!   truth.
+//! - **[5c] model size**: `resize=model` (frames converted once, straight to the
+//!   model's own input size) against the default path of the same format, with the
+//!   fixture model: legacy on the sample (stretched to 1024x1024, which the model
+//!   shrinks to 240x240 itself) and v2 with masks on the sample scaled to 960x720
+//!   (which the model shrinks to 320x240): frames/s of whole jobs and the ratio.
 //!
 //! Run: `scripts/bench.sh pipeline` (it builds the workspace first: section 4 runs the
 //! release `vidinfer-worker` binary), or `cargo bench --bench pipeline` after sourcing
 //! scripts/env.sh. Model: `VIDINFER_BENCH_MODEL` (default: the fixture model; [5b]
 //! always uses the fixture, the only model that knows the sample's shapes). Sections:
-//! `VIDINFER_BENCH_SECTIONS=overhead,memory,throughput,knobs` (default: all). Test
+//! `VIDINFER_BENCH_SECTIONS=overhead,memory,throughput,knobs,modelsize` (default: all). Test
 //! videos are generated once into `$VIDINFER_CACHE/bench/`.
 
 use std::path::{Path, PathBuf};
@@ -37,7 +42,7 @@ use std::time::Instant;
 
 use aws_config::{BehaviorVersion, Region};
 use vidinfer::model::{Model, ModelConfig};
-use vidinfer::params::Params;
+use vidinfer::params::{Overrides, Params};
 use vidinfer::pipeline::{Engine, Job, JobOutput, JobStats};
 use vidinfer::schema::OutputFormat;
 use vidinfer::storage::{S3Uri, Storage};
@@ -847,6 +852,92 @@ fn section_knobs(b: &Bench) {
     );
 }
 
+/// Section 5c: each case's two jobs (the format's default resize, then `resize=model`)
+/// in turns, [`KNOB_ROUNDS`] rounds; the fastest run of each, its frames/s and the
+/// ratio.
+fn section_model_size(b: &Bench) {
+    let fixture = root().join("tests/fixtures/model/model.pt");
+    let sample = root().join("tests/fixtures/sample/shapes.mp4");
+    let big = b.cache.join("shapes-960x720.mp4");
+    if !big.exists() {
+        let args = [
+            "-i",
+            sample.to_str().unwrap(),
+            "-vf",
+            "scale=960:720",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "16",
+            "-pix_fmt",
+            "yuv420p",
+        ];
+        ffmpeg(&args, &big);
+    }
+    println!();
+    println!(
+        "[5c] model size: the fixture model (input 240/320), every 2nd frame, {} torch \
+         threads, batch 4, whole in-process jobs (decode, model, document), best of \
+         {KNOB_ROUNDS} rounds in turns",
+        b.cores
+    );
+    println!(
+        "{:<44} {:>9} {:>7} {:>9} {:>9} {:>9}  frames/s vs default",
+        "job", "picture", "frames", "frames/s", "decode s", "ms/fwd"
+    );
+    let engine = Engine::new(load(&fixture, b.cores, 4));
+    let params = |a: &str| {
+        Overrides::from_custom_attributes(a)
+            .and_then(|o| o.apply(&Params::default()))
+            .expect("valid parameters")
+    };
+    let cases = [
+        ("legacy, sample 320x240", &sample, "format=legacy"),
+        ("v2 + masks, sample at 960x720", &big, "masks=true"),
+    ];
+    for (name, video, attrs) in cases {
+        let paths = [
+            ("default", params(&format!("frame_interval=2;{attrs}"))),
+            (
+                "resize=model",
+                params(&format!("frame_interval=2;{attrs};resize=model")),
+            ),
+        ];
+        let mut best: [Option<(f64, JobOutput)>; 2] = [None, None];
+        for _ in 0..KNOB_ROUNDS {
+            for ((_, p), best) in paths.iter().zip(&mut best) {
+                let job = Job {
+                    source: Source::Path(video.to_path_buf()),
+                    params: p.clone(),
+                };
+                let start = Instant::now();
+                let out = b.rt.block_on(engine.run(job, |_| {})).expect("job runs");
+                let _document = out.document(engine.model(), p);
+                let secs = start.elapsed().as_secs_f64();
+                if best.as_ref().is_none_or(|b| secs < b.0) {
+                    *best = Some((secs, out));
+                }
+            }
+        }
+        let mut base = None;
+        for ((path, _), best) in paths.iter().zip(best) {
+            let (secs, out) = best.expect("every path ran");
+            let frames = out.stats.frames_sampled;
+            let fps = frames as f64 / secs;
+            let b0 = *base.get_or_insert(fps);
+            let meta = out.frames[0].meta;
+            println!(
+                "{:<44} {:>9} {frames:>7} {fps:>9.1} {:>9.3} {:>9.1}  {:.2}x",
+                format!("{name}, {path}"),
+                format!("{}x{}", meta.width, meta.height),
+                out.stats.decode_s,
+                out.stats.infer_s * 1000.0 / frames as f64,
+                fps / b0
+            );
+        }
+    }
+}
+
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let model = Command::new("lscpu")
@@ -864,7 +955,7 @@ fn machine() -> String {
 fn main() {
     // `cargo bench` passes --bench; nothing to parse.
     let sections = std::env::var("VIDINFER_BENCH_SECTIONS")
-        .unwrap_or_else(|_| "overhead,memory,throughput,knobs".into());
+        .unwrap_or_else(|_| "overhead,memory,throughput,knobs,modelsize".into());
     let wants = |s: &str| sections.split(',').any(|x| x.trim() == s);
     let model = std::env::var_os("VIDINFER_BENCH_MODEL")
         .map(PathBuf::from)
@@ -929,5 +1020,8 @@ fn main() {
     }
     if wants("knobs") {
         section_knobs(&b);
+    }
+    if wants("modelsize") {
+        section_model_size(&b);
     }
 }

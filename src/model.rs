@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, IValue, Kind, Tensor};
 use tokio::sync::{mpsc, oneshot};
 
-pub use vidinfer_media::detection::{CropMask, Detection, ModelInfo, COCO_CLASSES};
+pub use vidinfer_media::detection::{CropMask, Detection, ModelInfo, ModelInput, COCO_CLASSES};
 
 /// What can go wrong loading or running the model.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +122,25 @@ pub struct Sidecar {
     pub torch: Option<String>,
     #[serde(default)]
     pub torchvision: Option<String>,
+}
+
+impl Sidecar {
+    /// The model's own input resize (`input.min_size` and `input.max_size`, written by
+    /// scripts/export_model.py), when the sidecar gives both as positive whole numbers.
+    pub fn model_input(&self) -> Option<ModelInput> {
+        let input = self.input.as_ref()?;
+        let size = |k: &str| {
+            input
+                .get(k)?
+                .as_u64()
+                .filter(|&v| v > 0)
+                .and_then(|v| u32::try_from(v).ok())
+        };
+        Some(ModelInput {
+            min_size: size("min_size")?,
+            max_size: size("max_size")?,
+        })
+    }
 }
 
 /// One RGB picture for the model.
@@ -449,6 +468,7 @@ impl Runtime {
                 batch_size: config.batch_size,
                 load_s: 0.0,
                 fingerprint,
+                input: sidecar.model_input(),
             },
         };
         // Warm-up: a mid-grey picture; also proves the calling convention works.
@@ -798,4 +818,34 @@ fn crop_mask(m: &Tensor, bbox: [f32; 4], img: &Image) -> Result<CropMask, ModelE
         height: (y1 - y0) as u32,
         bits,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sidecar_gives_the_input_size_only_when_both_sides_are_whole_numbers() {
+        let sidecar = |input: serde_json::Value| Sidecar {
+            input: Some(input),
+            ..Sidecar::default()
+        };
+        let fixture = serde_json::json!({"colour": "RGB", "min_size": 240, "max_size": 320});
+        assert_eq!(
+            sidecar(fixture).model_input(),
+            Some(ModelInput {
+                min_size: 240,
+                max_size: 320
+            })
+        );
+        for input in [
+            serde_json::json!({"min_size": 800}),
+            serde_json::json!({"min_size": 0, "max_size": 1333}),
+            serde_json::json!({"min_size": 800.5, "max_size": 1333}),
+            serde_json::json!({"min_size": "800", "max_size": 1333}),
+        ] {
+            assert_eq!(sidecar(input.clone()).model_input(), None, "{input}");
+        }
+        assert_eq!(Sidecar::default().model_input(), None);
+    }
 }

@@ -10,9 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::detection::ModelInput;
 use crate::schema::OutputFormat;
 use crate::track::TrackParams;
-use crate::video::{DecodeOptions, Limits, Resize, Sampling, TimeRange};
+use crate::video::{model_size, DecodeOptions, Limits, Resize, Sampling, TimeRange, VideoError};
 
 /// Largest `customAttributes` string (SageMaker's limit).
 pub const MAX_CUSTOM_ATTRIBUTES: usize = 1024;
@@ -31,6 +32,14 @@ pub struct Params {
     /// given); v2 fits frames inside it.
     #[serde(default)]
     pub resize_explicit: bool,
+    /// Frames are converted once, straight to the size the model's own transform
+    /// resizes them to (`resize=model`), instead of to `resize` and then again inside
+    /// the model. `resize` stays the frame the legacy array is written in: for legacy,
+    /// the model sees the stretched frame at its own size (what it saw before) and
+    /// boxes are mapped back to the stretched frame; for v2, the video's display size
+    /// goes to the model's size and boxes to source pixels, as always.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model_size: bool,
     /// Drop detections scoring below this (default: keep what the model returns).
     pub min_score: Option<f32>,
     /// Include instance masks (COCO RLE) in v2 output.
@@ -50,6 +59,7 @@ impl Default for Params {
             range: TimeRange::default(),
             resize: Resize::default(),
             resize_explicit: false,
+            model_size: false,
             min_score: None,
             masks: false,
             format: OutputFormat::V2,
@@ -61,15 +71,48 @@ impl Default for Params {
 }
 
 impl Params {
-    pub(crate) fn decode_options(&self) -> DecodeOptions {
-        DecodeOptions {
+    /// What the decoder is asked for; `input` is the model's own resize, which
+    /// `resize=model` needs.
+    pub(crate) fn decode_options(
+        &self,
+        input: Option<ModelInput>,
+    ) -> Result<DecodeOptions, VideoError> {
+        Ok(DecodeOptions {
             sampling: self.sampling,
             range: self.range,
-            resize: self.resize,
+            resize: self.picture_size(input)?,
             skip_non_ref: true,
             threads: self.decode_threads,
             limits: self.limits,
+        })
+    }
+
+    /// The size of the pictures the model is given: `resize`, or with `model_size` the
+    /// size the model's transform gives the frame `resize` describes.
+    pub fn picture_size(&self, input: Option<ModelInput>) -> Result<Resize, VideoError> {
+        if !self.model_size {
+            return Ok(self.resize);
         }
+        let Some(m) = input else {
+            return Err(VideoError::InvalidOptions(
+                "resize=model needs the model's input size, and its sidecar (model.json) \
+                 gives no input.min_size and input.max_size: choose resize=fit, stretch or \
+                 original, or export the model with scripts/export_model.py"
+                    .into(),
+            ));
+        };
+        Ok(match self.resize {
+            Resize::Stretch { width, height } => {
+                let (width, height) = model_size(width, height, m.min_size, m.max_size);
+                Resize::Stretch { width, height }
+            }
+            // A frame that keeps the aspect ratio has the display size's model size but
+            // for rounding: from the display size it is scaled once.
+            Resize::Original | Resize::Fit { .. } | Resize::Model { .. } => Resize::Model {
+                min_size: m.min_size,
+                max_size: m.max_size,
+            },
+        })
     }
 }
 
@@ -300,7 +343,7 @@ impl Overrides {
         }
         let (mut w, mut h) = match p.resize {
             Resize::Fit { width, height } | Resize::Stretch { width, height } => (width, height),
-            Resize::Original => (1024, 1024),
+            Resize::Original | Resize::Model { .. } => (1024, 1024),
         };
         for (v, name) in [
             (self.frame_width, "frame_width"),
@@ -321,10 +364,12 @@ impl Overrides {
                 OutputFormat::Legacy => "stretch".into(),
                 OutputFormat::V2 => "fit".into(),
             },
+            (None, _) if p.model_size => "model".into(),
             (None, Resize::Stretch { .. }) => "stretch".into(),
             (None, Resize::Original) => "original".into(),
-            (None, Resize::Fit { .. }) => "fit".into(),
+            (None, Resize::Fit { .. } | Resize::Model { .. }) => "fit".into(),
         };
+        p.model_size = mode == "model";
         p.resize = match mode.as_str() {
             "fit" => Resize::Fit {
                 width: w,
@@ -335,9 +380,22 @@ impl Overrides {
                 height: h,
             },
             "original" => Resize::Original,
+            // The frame the legacy array is written in; the pictures themselves are
+            // the model's size of it (see `Params::picture_size`). v2 keeps the frame
+            // size too, for a request that switches to legacy.
+            "model" => match p.format {
+                OutputFormat::Legacy => Resize::Stretch {
+                    width: w,
+                    height: h,
+                },
+                OutputFormat::V2 => Resize::Fit {
+                    width: w,
+                    height: h,
+                },
+            },
             other => {
                 return Err(err(format!(
-                    "resize must be fit, stretch or original, got `{other}`"
+                    "resize must be fit, stretch, original or model, got `{other}`"
                 )))
             }
         };
@@ -473,6 +531,62 @@ mod tests {
             .apply(&original)
             .unwrap();
         assert_eq!(legacy.resize, Resize::Original);
+    }
+
+    #[test]
+    fn resize_model_keeps_the_frame_of_its_format_and_needs_the_model_input_size() {
+        let stretch = |width, height| Resize::Stretch { width, height };
+        let fit = |width, height| Resize::Fit { width, height };
+        let input = ModelInput {
+            min_size: 240,
+            max_size: 320,
+        };
+        let model = Resize::Model {
+            min_size: 240,
+            max_size: 320,
+        };
+        // Off unless chosen; the defaults are unchanged.
+        assert!(!apply("").unwrap().model_size);
+        assert!(!apply("format=legacy").unwrap().model_size);
+
+        // v2: pictures at the model's size of the display size.
+        let v2 = apply("resize=model").unwrap();
+        assert!(v2.model_size && v2.resize_explicit);
+        assert_eq!(v2.picture_size(Some(input)).unwrap(), model);
+        // Legacy: the stretched frame stays the legacy frame; the model's size of it
+        // is what is decoded (1024x1024 under 240/320: 240x240).
+        let legacy = apply("format=legacy;resize=Model;frame_width=640;frame_height=480").unwrap();
+        assert_eq!(legacy.resize, stretch(640, 480));
+        assert_eq!(legacy.picture_size(Some(input)).unwrap(), stretch(320, 240));
+        let legacy = apply("format=legacy;resize=model").unwrap();
+        assert_eq!(legacy.picture_size(Some(input)).unwrap(), stretch(240, 240));
+        // Other modes are untouched by the model's size.
+        let chosen = apply("resize=fit").unwrap();
+        assert_eq!(chosen.picture_size(Some(input)).unwrap(), fit(1024, 1024));
+
+        // A worker started with resize=model keeps it for a legacy request, with the
+        // worker's frame size, and a request can choose another mode.
+        let worker = apply("resize=model;frame_width=800;frame_height=600").unwrap();
+        let o = Overrides::from_custom_attributes("format=legacy").unwrap();
+        let req = o.apply(&worker).unwrap();
+        assert!(req.model_size);
+        assert_eq!(req.resize, stretch(800, 600));
+        let o = Overrides::from_custom_attributes("resize=stretch").unwrap();
+        let req = o.apply(&worker).unwrap();
+        assert!(!req.model_size);
+        assert_eq!(req.picture_size(Some(input)).unwrap(), stretch(800, 600));
+
+        // Without the model's input size the job is refused with what to do.
+        let e = v2.picture_size(None).unwrap_err().to_string();
+        assert!(
+            e.contains("resize=model") && e.contains("export_model.py"),
+            "{e}"
+        );
+        let e = apply("resize=smaller").unwrap_err().to_string();
+        assert!(e.contains("fit, stretch, original or model"), "{e}");
+        // Not written into saved parameters unless on.
+        let json = serde_json::to_value(Params::default()).unwrap();
+        assert!(json.get("model_size").is_none());
     }
 
     #[test]

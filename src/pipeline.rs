@@ -81,6 +81,7 @@ impl JobOutput {
             masks: params.masks && model.info().masks,
             frames: &self.frames,
             tracking: self.tracking.as_ref().map(|(p, t)| (*p, t.as_slice())),
+            legacy_frame: params.model_size.then_some(params.resize),
         }
     }
 }
@@ -309,7 +310,7 @@ impl Engine {
         let params = job.params;
         let (frame_tx, mut frame_rx) = mpsc::channel::<Result<Frame, VideoError>>(batch * 2);
         let (info_tx, info_rx) = tokio::sync::oneshot::channel();
-        let mut opts = params.decode_options();
+        let mut opts = params.decode_options(self.model.info().input)?;
         // Resuming: decode from the keyframe at or before the last saved frame, which
         // the decoder must give again exactly as saved (the frames before it are not
         // decoded at all; their indices and times are checked by the ranking).

@@ -7,10 +7,10 @@ use std::sync::OnceLock;
 
 use common::*;
 use vidinfer::model::{Model, ModelConfig, ModelError};
-use vidinfer::params::Params;
+use vidinfer::params::{Overrides, Params};
 use vidinfer::pipeline::{Engine, Job, JobOutput};
 use vidinfer::schema::{OutputFormat, Predictions, V2Output};
-use vidinfer::video::{Resize, Sampling, Source};
+use vidinfer::video::{model_size, Resize, Sampling, Source};
 
 /// One model for the whole test binary: loading is the slow part, and sharing it is
 /// also what every front door does.
@@ -718,4 +718,241 @@ fn resuming_from_saved_frames_gives_the_uninterrupted_document() {
         .block_on(engine.run_from(job(), forged, |_, _| {}))
         .unwrap_err();
     assert!(e.to_string().contains("outside the picture"), "{e}");
+}
+
+/// `resize=model`'s size is the one torchvision's scripted transform gives, for COCO's
+/// and other exports' sizes and for the fixture model's own transform, over a grid of
+/// picture sizes with odd sides (`scripts/model_sizes.py`).
+#[test]
+fn model_size_is_the_size_torchvision_resizes_to() {
+    let model_path = fixture_model();
+    let out = run_python(&[
+        "scripts/model_sizes.py",
+        "--model",
+        model_path.to_str().unwrap(),
+    ]);
+    let rows: Vec<[u32; 6]> = serde_json::from_slice(&out).unwrap();
+    assert!(rows.len() > 500, "{} sizes", rows.len());
+    let wrong: Vec<_> = rows
+        .iter()
+        .filter(|[w, h, min, max, ow, oh]| model_size(*w, *h, *min, *max) != (*ow, *oh))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {}: {wrong:?}",
+        wrong.len(),
+        rows.len()
+    );
+}
+
+/// One detection as two runs of the same video can both report it: a label, a score,
+/// a box and (v2 with masks) a mask, in coordinates the runs share.
+struct Seen {
+    label: i64,
+    score: f32,
+    bbox: [f32; 4],
+    mask: Option<Vec<u8>>,
+}
+
+/// How the detections of two runs agree, the worse of both directions.
+#[derive(Debug)]
+struct Agreement {
+    /// Detections scoring at least the threshold in either run.
+    compared: usize,
+    /// Of those, the ones with no detection of the same label in the other run.
+    unmatched: usize,
+    min_box_iou: f32,
+    mean_box_iou: f64,
+    max_score_diff: f32,
+    min_mask_iou: f64,
+}
+
+/// Match every detection of `a` scoring at least `min` to the best-overlapping unused
+/// detection of the same label in `b` (any score), frame by frame.
+fn agree_one_way(
+    a: &[Vec<Seen>],
+    b: &[Vec<Seen>],
+    min: f32,
+    out: &mut Agreement,
+    ious: &mut Vec<f32>,
+) {
+    assert_eq!(a.len(), b.len(), "the same frames");
+    for (fa, fb) in a.iter().zip(b) {
+        let mut used = vec![false; fb.len()];
+        for d in fa.iter().filter(|d| d.score >= min) {
+            out.compared += 1;
+            let best = fb
+                .iter()
+                .enumerate()
+                .filter(|(j, e)| !used[*j] && e.label == d.label)
+                .map(|(j, e)| (j, box_iou(d.bbox, e.bbox)))
+                .max_by(|x, y| x.1.total_cmp(&y.1));
+            let Some((j, iou)) = best.filter(|(_, iou)| *iou > 0.0) else {
+                out.unmatched += 1;
+                continue;
+            };
+            used[j] = true;
+            ious.push(iou);
+            out.min_box_iou = out.min_box_iou.min(iou);
+            out.max_score_diff = out.max_score_diff.max((d.score - fb[j].score).abs());
+            if let (Some(ma), Some(mb)) = (&d.mask, &fb[j].mask) {
+                out.min_mask_iou = out.min_mask_iou.min(mask_iou(ma, mb));
+            }
+        }
+    }
+}
+
+fn agreement(a: &[Vec<Seen>], b: &[Vec<Seen>], min: f32) -> Agreement {
+    let mut out = Agreement {
+        compared: 0,
+        unmatched: 0,
+        min_box_iou: 1.0,
+        mean_box_iou: 0.0,
+        max_score_diff: 0.0,
+        min_mask_iou: 1.0,
+    };
+    let mut ious = Vec::new();
+    agree_one_way(a, b, min, &mut out, &mut ious);
+    agree_one_way(b, a, min, &mut out, &mut ious);
+    out.mean_box_iou = mean(&ious);
+    out
+}
+
+fn seen_v2(doc: &V2Output) -> Vec<Vec<Seen>> {
+    doc.frames
+        .iter()
+        .map(|f| {
+            f.detections
+                .iter()
+                .map(|d| Seen {
+                    label: d.label_id,
+                    score: d.score,
+                    bbox: d.bbox,
+                    mask: d.mask.as_ref().map(|m| m.decode()),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn seen_legacy(bytes: &[u8]) -> Vec<Vec<Seen>> {
+    let Predictions::Legacy(frames) = Predictions::parse(bytes).unwrap() else {
+        panic!("expected the legacy array");
+    };
+    frames
+        .iter()
+        .map(|f| {
+            (0..f.boxes.len())
+                .map(|i| Seen {
+                    label: f.labels[i],
+                    score: f.scores[i],
+                    bbox: f.boxes[i],
+                    mask: None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A job's parameters from custom attributes, through the one validator.
+fn attrs(a: &str) -> Params {
+    Overrides::from_custom_attributes(a)
+        .unwrap()
+        .apply(&Params::default())
+        .unwrap()
+}
+
+/// `resize=model` gives the detections of the default paths, in their coordinates, within
+/// a tolerance measured here: the legacy array in the stretched 1024x1024 frame (the
+/// model now sees that frame at its own 240x240 instead of shrinking 1024x1024 itself),
+/// v2 in source pixels with masks (the sample at 960x720, which the default path hands
+/// the model whole). Where the default's picture already is the model's size (v2 on the
+/// 320x240 sample) the runs are identical.
+#[test]
+fn resize_model_gives_the_default_paths_detections_within_tolerance() {
+    const MIN: f32 = 0.5;
+    let sampled = "frame_interval=5;min_score=0.05";
+
+    // v2 on the sample: the fit frame is the model's size already.
+    let (fit, _) = run(attrs(&format!("{sampled};masks=true")));
+    let (model_v2, _) = run(attrs(&format!("{sampled};masks=true;resize=model")));
+    assert_eq!(model_v2.frames[0].meta.width, 320);
+    assert_eq!(
+        fit.frames, model_v2.frames,
+        "identical pictures, identical detections"
+    );
+
+    // Legacy: the stretched frame at the model's size, boxes mapped back to 1024x1024.
+    let legacy = attrs(&format!("{sampled};format=legacy"));
+    let legacy_model = attrs(&format!("{sampled};format=legacy;resize=model"));
+    let (a, engine) = run(legacy.clone());
+    let (b, _) = run(legacy_model.clone());
+    assert_eq!(
+        (a.frames[0].meta.width, a.frames[0].meta.height),
+        (1024, 1024)
+    );
+    assert_eq!(
+        (b.frames[0].meta.width, b.frames[0].meta.height),
+        (240, 240)
+    );
+    let doc_a = seen_legacy(&a.document(engine.model(), &legacy));
+    let doc_b = seen_legacy(&b.document(engine.model(), &legacy_model));
+    let l = agreement(&doc_a, &doc_b, MIN);
+    eprintln!("legacy, stretched 1024x1024 vs resize=model (240x240): {l:?}");
+    let far = doc_b
+        .iter()
+        .flatten()
+        .flat_map(|d| d.bbox)
+        .fold(0f32, f32::max);
+    assert!(
+        far > 300.0 && far <= 1024.0,
+        "boxes in the 1024x1024 frame: {far}"
+    );
+
+    // v2 on the sample at 960x720: the default hands the model 960x720 pictures.
+    let dir = scratch();
+    let big = dir.path().join("big.mp4");
+    ffmpeg(&[
+        "-i",
+        sample_video().to_str().unwrap(),
+        "-vf",
+        "scale=960:720",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "16",
+        "-pix_fmt",
+        "yuv420p",
+        big.to_str().unwrap(),
+    ]);
+    let fit = attrs(&format!("{sampled};masks=true"));
+    let model = attrs(&format!("{sampled};masks=true;resize=model"));
+    let (a, engine) = run_on(big.clone(), fit.clone());
+    let (b, _) = run_on(big, model.clone());
+    let (doc_a, doc_b) = (v2_of(&a, &engine, &fit), v2_of(&b, &engine, &model));
+    assert_eq!(
+        (doc_a.params.frame_width, doc_a.params.frame_height),
+        (960, 720)
+    );
+    assert_eq!(
+        (doc_b.params.frame_width, doc_b.params.frame_height),
+        (320, 240)
+    );
+    let v = agreement(&seen_v2(&doc_a), &seen_v2(&doc_b), MIN);
+    eprintln!("v2 at 960x720, fit vs resize=model (320x240): {v:?}");
+
+    // Measured (FFmpeg 5.1, LibTorch 2.13; 210 detections at >= 0.5, both ways): legacy
+    // box IoU min 0.904, mean 0.991, score difference at most 0.0032; v2 box IoU min
+    // 0.925, mean 0.989, score difference at most 0.0015, mask IoU min 0.939; every
+    // detection found both ways. The margins are for other FFmpeg and LibTorch builds;
+    // a box mapped to the wrong frame (a ratio missing or applied twice) overlaps
+    // nothing of its counterpart.
+    for (what, g) in [("legacy", &l), ("v2 960x720", &v)] {
+        assert!(g.compared >= 150, "{what}: {g:?}");
+        assert_eq!(g.unmatched, 0, "{what}: {g:?}");
+        assert!(g.min_box_iou >= 0.85, "{what}: {g:?}");
+        assert!(g.mean_box_iou >= 0.97, "{what}: {g:?}");
+        assert!(g.max_score_diff <= 0.02, "{what}: {g:?}");
+        assert!(g.min_mask_iou >= 0.9, "{what}: {g:?}");
+    }
 }

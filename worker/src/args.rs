@@ -105,6 +105,10 @@ pub enum ResizeMode {
     Stretch,
     /// Keep the video's own size.
     Original,
+    /// Straight to the size the model resizes pictures to itself (its sidecar's
+    /// min_size/max_size), so frames are scaled once: v2 from the video's size, legacy
+    /// from the stretched frame size (boxes still in the old 1024x1024 coordinates).
+    Model,
 }
 
 /// How frames are sampled and what the output holds.
@@ -150,6 +154,8 @@ pub struct ParamArgs {
 
     /// How frames are brought to the frame size [default: fit; with --format legacy,
     /// stretch, so the legacy array is in the old system's 1024x1024 coordinates].
+    /// `model` skips the model's second resize (scale once, to the model's own input
+    /// size); detections differ slightly from the default's (README: Frame size).
     #[arg(long, env = "VIDINFER_RESIZE", value_enum)]
     pub resize: Option<ResizeMode>,
 
@@ -299,6 +305,7 @@ impl ParamArgs {
             ResizeMode::Fit => "fit",
             ResizeMode::Stretch => "stretch",
             ResizeMode::Original => "original",
+            ResizeMode::Model => "model",
         });
         let flags = Overrides {
             frame_interval: (self.fps.is_none() && !self.keyframes)

@@ -23,6 +23,19 @@ pub struct ModelInfo {
     /// checkpoint is matched against, so results of another model are never mixed in.
     #[serde(default)]
     pub fingerprint: String,
+    /// The size the model resizes every picture to itself, from its sidecar (absent
+    /// when the sidecar does not say): what `resize=model` converts frames to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<ModelInput>,
+}
+
+/// A torchvision detector's input resize (`GeneralizedRCNNTransform`'s `min_size` and
+/// `max_size`): the shorter side is scaled to `min_size` unless the longer would then
+/// exceed `max_size`. See [`crate::video::model_size`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModelInput {
+    pub min_size: u32,
+    pub max_size: u32,
 }
 
 impl ModelInfo {

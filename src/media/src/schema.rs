@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detection::{CropMask, Detection, ModelInfo};
 use crate::track::{TrackParams, TrackSummary};
-use crate::video::{FrameMeta, Sampling, TimeRange, VideoInfo};
+use crate::video::{target_size, FrameMeta, Resize, Sampling, TimeRange, VideoInfo};
 
 /// The v2 schema identifier.
 pub const SCHEMA_V2: &str = "vidinfer/v2";
@@ -242,6 +242,10 @@ pub struct Assembled<'a> {
     pub frames: &'a [FrameDetections],
     /// The tracker's parameters and every track it made (`None`: tracking off).
     pub tracking: Option<(TrackParams, &'a [TrackSummary])>,
+    /// The frame the legacy array's boxes are written in, as the size this resize gives
+    /// the video, when the model saw pictures of another size (`resize=model`: the
+    /// stretched frame at the model's own size); `None`: the picture the model saw.
+    pub legacy_frame: Option<Resize>,
 }
 
 /// Whether a score is kept in a document with this `min_score`: the one rule for the
@@ -332,14 +336,18 @@ impl Assembled<'_> {
             .collect()
     }
 
-    /// The legacy array: boxes in the coordinates of the picture the model saw.
+    /// The legacy array: boxes in the coordinates of the picture the model saw, or of
+    /// [`Assembled::legacy_frame`].
     pub fn legacy(&self) -> Vec<LegacyFrame> {
+        let frame = self
+            .legacy_frame
+            .map(|r| target_size(self.video.width, self.video.height, r));
         self.frames
             .iter()
             .map(|f| {
                 let mut out = LegacyFrame::default();
                 for d in f.detections.iter().filter(|d| self.kept(d)) {
-                    out.boxes.push(d.bbox);
+                    out.boxes.push(legacy_box(d.bbox, &f.meta, frame));
                     out.labels.push(d.label_id);
                     out.scores.push(d.score);
                 }
@@ -355,6 +363,23 @@ impl Assembled<'_> {
             OutputFormat::Legacy => serde_json::to_vec(&self.legacy()),
         };
         r.expect("schema types always serialize")
+    }
+}
+
+/// A box in the pixels of the picture the model saw, in the pixels of `frame` (a size of
+/// the same video; `None` or the picture's own size: unchanged). The ratio and the
+/// products are float32, the arithmetic torchvision's `resize_boxes` does when a model
+/// maps its boxes from its own size back to a larger picture it was given: the legacy
+/// array of a model-size picture is the one of the stretched frame but for what the
+/// pictures' pixels change.
+pub fn legacy_box(b: [f32; 4], meta: &FrameMeta, frame: Option<(u32, u32)>) -> [f32; 4] {
+    match frame {
+        Some((w, h)) if (w, h) != (meta.width, meta.height) => {
+            let rx = w as f32 / meta.width as f32;
+            let ry = h as f32 / meta.height as f32;
+            [b[0] * rx, b[1] * ry, b[2] * rx, b[3] * ry]
+        }
+        _ => b,
     }
 }
 
@@ -486,6 +511,51 @@ mod tests {
         let rle2 = mask_to_rle(&mask, 2.0, 2.0, 12, 8);
         assert_eq!(rle2.area(), 16);
         assert_eq!(rle2.counts.iter().map(|&c| c as u64).sum::<u64>(), 96);
+    }
+
+    /// A picture at the model's size of the stretched 1024x1024 frame (240x240 under
+    /// 240/320): legacy boxes go to the stretched frame by the float32 ratio, v2 boxes
+    /// to source pixels by the frame's scale, the two agreeing on where a box is.
+    #[test]
+    fn boxes_of_a_model_size_picture_map_to_the_legacy_frame_and_to_source() {
+        let video = VideoInfo {
+            container: "mp4".into(),
+            codec: "h264".into(),
+            width: 1280,
+            height: 720,
+            rotation: 0,
+            fps: None,
+            duration_s: None,
+            frames: None,
+            pixel_format: "yuv420p".into(),
+        };
+        let meta = FrameMeta {
+            index: 0,
+            pts_s: 0.0,
+            width: 240,
+            height: 240,
+            scale_x: 1280.0 / 240.0,
+            scale_y: 720.0 / 240.0,
+        };
+        let b = [12.5, 30.25, 239.0, 240.0];
+        let stretched = Resize::Stretch {
+            width: 1024,
+            height: 1024,
+        };
+        let frame = Some(target_size(video.width, video.height, stretched));
+        let legacy = legacy_box(b, &meta, frame);
+        let ratio = 1024f32 / 240f32;
+        assert_eq!(legacy, b.map(|v| v * ratio));
+        assert_eq!(legacy[3], 1024.0);
+        // The same box in source pixels, from either frame.
+        let source = source_box(b, &meta, &video);
+        for k in 0..4 {
+            let s = if k % 2 == 0 { 1280.0 } else { 720.0 };
+            assert!((legacy[k] * s / 1024.0 - source[k]).abs() < 1e-3);
+        }
+        // A picture that is the legacy frame, or no legacy frame: unchanged.
+        assert_eq!(legacy_box(b, &meta, Some((240, 240))), b);
+        assert_eq!(legacy_box(b, &meta, None), b);
     }
 
     #[test]

@@ -326,7 +326,32 @@ pub fn target_size(width: u32, height: u32, resize: Resize) -> (u32, u32) {
             let h = ((f64::from(height) * scale).round() as u32).clamp(1, max_h);
             (w, h)
         }
+        Resize::Model { min_size, max_size } => model_size(width, height, min_size, max_size),
     }
+}
+
+/// The size a scripted torchvision detector (`GeneralizedRCNNTransform`, evaluation)
+/// resizes a `width`×`height` picture to, computed as its scripted code computes it:
+/// the scale is `min(min_size / shorter side, max_size / longer side)` in float32,
+/// each quotient compiled as `reciprocal(side) * size` (the sides are float32 tensors
+/// there), and each side becomes `floor(side * scale)` in double precision
+/// (`interpolate` with `recompute_scale_factor=True`). Converting a frame straight to
+/// this size gives the model the picture its own resize would have made of the
+/// display-size frame, scaled once.
+///
+/// The transform still runs on the picture it is given. At this size it computes a
+/// scale of 1 for most sizes (an identity resize; 320×240 under the fixture model's
+/// 240/320, 1920×1080 under COCO's 800/1333), but float32 rounding makes it not
+/// idempotent: for about a third of the sizes of a grid up to 2000×1200 it rescales
+/// one side by one pixel (854×480 under 800/1333 gives 1332×749, which it takes to
+/// 1333×749). Boxes still map back exactly, since the model maps its boxes to the
+/// picture it was given.
+/// `tests/model.rs` compares this function with torchvision over a grid of sizes.
+pub fn model_size(width: u32, height: u32, min_size: u32, max_size: u32) -> (u32, u32) {
+    let (short, long) = (width.min(height) as f32, width.max(height) as f32);
+    let scale = (short.recip() * min_size as f32).min(long.recip() * max_size as f32);
+    let side = |v: u32| ((f64::from(v) * f64::from(scale)).floor() as u32).max(1);
+    (side(width), side(height))
 }
 
 /// Rotate a packed RGB24 picture clockwise by 0, 90, 180 or 270 degrees.
@@ -397,6 +422,44 @@ mod tests {
             ),
             (1024, 1024)
         );
+    }
+
+    /// Sizes torchvision 0.28's scripted `GeneralizedRCNNTransform` gave (`image_sizes`,
+    /// as width x height), chosen where rounding decides: odd sides, a scale just under
+    /// or over a whole pixel, portrait, enlarging and shrinking.
+    #[test]
+    fn model_size_is_torchvision_scripted_transform_size() {
+        for ((w, h, min, max), expect) in [
+            ((1920, 1080, 800, 1333), (1333, 749)),
+            ((1080, 1920, 800, 1333), (749, 1333)),
+            ((4096, 2160, 800, 1333), (1333, 702)),
+            // 800/240 in float32 times 240 is 800.00004: floor keeps 800 (a float32
+            // quotient 800/240 would give 799.99998 and 799).
+            ((320, 240, 800, 1333), (1066, 800)),
+            ((720, 480, 800, 1333), (1200, 800)),
+            ((854, 480, 800, 1333), (1332, 749)),
+            ((1000, 563, 800, 1333), (1333, 750)),
+            ((1023, 577, 800, 1333), (1332, 751)),
+            ((7, 5, 800, 1333), (1120, 800)),
+            // The fixture model's 240/320.
+            ((320, 240, 240, 320), (320, 240)),
+            ((1024, 1024, 240, 320), (240, 240)),
+            ((1000, 563, 240, 320), (320, 180)),
+            ((333, 187, 240, 320), (320, 179)),
+            ((641, 359, 240, 320), (319, 179)),
+            ((1920, 1080, 512, 853), (853, 479)),
+            ((1080, 1920, 512, 853), (479, 853)),
+            ((1920, 1080, 600, 1000), (1000, 562)),
+        ] {
+            assert_eq!(model_size(w, h, min, max), expect, "{w}x{h} at {min}/{max}");
+            let resize = Resize::Model {
+                min_size: min,
+                max_size: max,
+            };
+            assert_eq!(target_size(w, h, resize), expect);
+        }
+        // Never a side of 0, however thin the picture.
+        assert_eq!(model_size(16, 4000, 240, 320), (1, 320));
     }
 
     /// A YUV 4:2:0 picture with a different value at every sample.

@@ -56,7 +56,7 @@ use std::sync::Once;
 use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
 
-pub use convert::{target_size, Converter};
+pub use convert::{model_size, target_size, Converter};
 pub use decoder::{probe, Decoder};
 pub use encode::Mp4Writer;
 pub use ranker::{Degrade, Placement, Ranker, Slot};
@@ -162,6 +162,11 @@ pub enum Resize {
     Fit { width: u32, height: u32 },
     /// Stretch to exactly `width`×`height` (the legacy `FRAME_WIDTH`/`FRAME_HEIGHT`).
     Stretch { width: u32, height: u32 },
+    /// Straight to the size a torchvision detector's own transform resizes the display
+    /// size to, so its transform leaves the picture as it is and the frame is scaled
+    /// once instead of twice ([`model_size`]: the shorter side to `min_size`, the
+    /// longer at most `max_size`, floored as the scripted transform floors).
+    Model { min_size: u32, max_size: u32 },
 }
 
 impl Default for Resize {
@@ -289,6 +294,12 @@ impl DecodeOptions {
             {
                 Err(VideoError::InvalidOptions(format!(
                     "the frame size must be positive, got {width}x{height}"
+                )))
+            }
+            Resize::Model { min_size, max_size } if min_size == 0 || max_size == 0 => {
+                Err(VideoError::InvalidOptions(format!(
+                    "the model's input sizes must be positive, got min_size {min_size} and \
+                     max_size {max_size}"
                 )))
             }
             _ => Ok(()),
