@@ -566,6 +566,13 @@ impl SqsWorker {
         if stored {
             info!("part already stored (a redelivery): not computed again");
         } else {
+            let range = manifest.segments[seg.index];
+            info!(
+                count,
+                start_s = range.start_s,
+                end_s = range.end_s,
+                "computing a segment"
+            );
             let keep_alive = lease.keep_alive(self.config.heartbeat_every);
             let limit_s = manifest.invocation_timeout_s;
             let result = tokio::select! {

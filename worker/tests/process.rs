@@ -381,3 +381,120 @@ async fn a_killed_job_resumes_from_its_checkpoint() {
         "the resumed document differs from the uninterrupted one"
     );
 }
+
+/// Keys under a split request's `.parts/` directory.
+async fn part_keys(sdk: &aws_config::SdkConfig, bucket: &str, id: &str) -> Vec<String> {
+    let dir = format!("results/.parts/{id}/");
+    list_keys(sdk, bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(&dir))
+        .collect()
+}
+
+/// One video across two worker processes, one of them SIGKILLed once the first part
+/// is stored (while it works on the next segment): the segment it held comes back after
+/// the visibility timeout, and the request completes once, with the bytes of an
+/// uninterrupted single run; no part is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_segment_loses_nothing() {
+    let (moto, sdk, res) = with_sample_video(5).await;
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_vidinfer-worker"));
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = |name: &str| {
+        let mut args = vec!["--concurrency", "1", "--visibility-timeout", "10"];
+        args.extend(["--log-format", "json", "--metrics-addr", "off"]);
+        args.extend(["--frame-interval", "2", "--segment-seconds", "1"]);
+        let log = dir.path().join(name);
+        spawn_sqs_worker_logged(exe, &moto.env(), &res, &args, &log)
+    };
+    let mut doomed = spawn("doomed.log");
+    let mut other = spawn("other.log");
+    let body = format!(
+        r#"{{"inputLocation":"s3://{}/in/shapes.mp4","inferenceId":"fleet-1"}}"#,
+        res.bucket
+    );
+    send(&sdk, &res.queue_url, &body).await;
+    let logs = dir.path().to_path_buf();
+    let _dump = scopeguard(move || {
+        for name in ["doomed.log", "other.log"] {
+            let text = std::fs::read_to_string(logs.join(name)).unwrap_or_default();
+            eprintln!("--- {name}\n{text}");
+        }
+    });
+    // Once a part is stored, and while the doomed worker computes a segment (it has
+    // started one more than it finished).
+    let doomed_log = dir.path().join("doomed.log");
+    let busy = || {
+        let log = std::fs::read_to_string(&doomed_log).unwrap_or_default();
+        let started = log.matches("computing a segment").count();
+        let finished = log
+            .lines()
+            .filter(|l| l.contains("job finished") && l.contains("\"segment\""))
+            .count();
+        started > finished
+    };
+    wait_until(
+        "a part, and a segment in flight",
+        Duration::from_secs(120),
+        || async {
+            busy()
+                && part_keys(&sdk, &res.bucket, "fleet-1")
+                    .await
+                    .iter()
+                    .any(|k| k.contains("/part-"))
+        },
+    )
+    .await;
+    doomed.kill().unwrap(); // SIGKILL
+    doomed.wait().unwrap();
+
+    let mut notes = notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(180)).await;
+    notes.extend(notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(8)).await);
+    assert_eq!(notes.len(), 1, "one notification: {notes:#?}");
+    let split = download(&sdk, &res.bucket, "results/fleet-1.out")
+        .await
+        .expect("output stored");
+    wait_until(
+        "the parts to be removed",
+        Duration::from_secs(30),
+        || async { part_keys(&sdk, &res.bucket, "fleet-1").await.is_empty() },
+    )
+    .await;
+    assert_eq!(depth(&sdk, &res.queue_url).await, (0, 0));
+    assert_eq!(depth(&sdk, &res.dlq_url).await, (0, 0));
+    let _ = other.kill();
+    other.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("other.log")).unwrap();
+    assert!(log.contains("parts assembled"), "{log}");
+
+    let out = dir.path().join("whole.json");
+    let status = Command::new(exe)
+        .args(["run", "--model", common::fixture_model().to_str().unwrap()])
+        .arg(common::sample_video())
+        .args(["--frame-interval", "2", "-o"])
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        std::fs::read(&out).unwrap() == split,
+        "the split document differs from the uninterrupted one"
+    );
+}
+
+/// Runs `f` when dropped during a panic: the logs of a failed test.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                if let Some(f) = self.0.take() {
+                    f()
+                }
+            }
+        }
+    }
+    Guard(Some(f))
+}
