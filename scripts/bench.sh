@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run vidinfer's benchmarks (all, or the ones named: decode model pipeline track gifgen). They print
+# Run vidinfer's benchmarks (all, or the ones named: decode model pipeline track gifgen fleet). They print
 # numbers and ratios against a reference measured in the same run; they never fail on
 # speed.
 set -euo pipefail
@@ -23,7 +23,7 @@ fi
 cargo build --release --workspace --locked
 
 benches=("$@")
-[ ${#benches[@]} -eq 0 ] && benches=(decode model pipeline track gifgen)
+[ ${#benches[@]} -eq 0 ] && benches=(decode model pipeline track gifgen fleet)
 for b in "${benches[@]}"; do
   cargo bench --locked --bench "$b"
 done

@@ -180,3 +180,36 @@ pub fn release_binary(name: &str) -> Option<PathBuf> {
         .flatten()
         .find(|p| p.is_file())
 }
+
+/// The bundled sample (320x240 moving shapes the fixture model detects) looped to
+/// `seconds` and re-encoded as one x264 stream with x264's default B-frames, so that
+/// the 10 s and 100 s videos differ only in length.
+pub fn shapes(dir: &Path, seconds: u32) -> PathBuf {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sample/shapes.mp4");
+    let path = dir.join(format!("shapes-{seconds}s.mp4"));
+    if mtime(&path) < mtime(&sample) {
+        // The sample is 6 s long.
+        let loops = (seconds / 6).to_string();
+        ffmpeg(
+            &[
+                "-stream_loop",
+                &loops,
+                "-i",
+                sample.to_str().unwrap(),
+                "-t",
+                &seconds.to_string(),
+                "-an",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+            ],
+            &path,
+        );
+    }
+    path
+}
+
+fn mtime(p: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
