@@ -18,6 +18,9 @@
 //! - **[5] throughput**: the same requests run by `benches/reference/old_pipeline.py
 //!   request` (one after another, as the old service did) and by vidinfer with two in
 //!   flight on one shared engine (the SQS worker's default concurrency).
+//! - **[5d] end to end**: one request at a time, the old pipeline's code against
+//!   vidinfer, on the fixture model and on a ResNet-50-FPN Mask R-CNN (random weights,
+//!   exported once into the cache) over a 1080p clip: same frames, same threads.
 //! - **[5b] knobs**: the fixture model with a smaller/larger `min_size`, fewer
 //!   detections per image, masks off (`benches/reference/variant.py` makes the
 //!   variants), on the bundled sample video: frames/s and recall against its ground
@@ -32,7 +35,7 @@
 //! release `vidinfer-worker` binary), or `cargo bench --bench pipeline` after sourcing
 //! scripts/env.sh. Model: `VIDINFER_BENCH_MODEL` (default: the fixture model; [5b]
 //! always uses the fixture, the only model that knows the sample's shapes). Sections:
-//! `VIDINFER_BENCH_SECTIONS=overhead,memory,throughput,knobs,modelsize` (default: all). Test
+//! `VIDINFER_BENCH_SECTIONS=overhead,memory,throughput,endtoend,knobs,modelsize` (default: all). Test
 //! videos are generated once into `$VIDINFER_CACHE/bench/`.
 
 use std::path::{Path, PathBuf};
@@ -50,7 +53,7 @@ use vidinfer::video::{Resize, Sampling, Source};
 
 use common::moto::Moto;
 use common::venv_python;
-use support::{cache_dir, ffmpeg, measure, release_binary, status_kib, x264_clip};
+use support::{cache_dir, ffmpeg, measure, release_binary, shapes, status_kib, x264_clip};
 
 // The test harness's moto server and venv lookup (the bench starts AWS the same way).
 #[path = "../tests/common/mod.rs"]
@@ -72,39 +75,6 @@ const THROUGHPUT_ROUNDS: usize = 2;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn mtime(p: &Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
-/// The bundled sample (320x240 moving shapes the fixture model detects) looped to
-/// `seconds` and re-encoded as one x264 stream with x264's default B-frames, so that
-/// the 10 s and 100 s videos differ only in length.
-fn shapes(dir: &Path, seconds: u32) -> PathBuf {
-    let sample = root().join("tests/fixtures/sample/shapes.mp4");
-    let path = dir.join(format!("shapes-{seconds}s.mp4"));
-    if mtime(&path) < mtime(&sample) {
-        // The sample is 6 s long.
-        let loops = (seconds / 6).to_string();
-        ffmpeg(
-            &[
-                "-stream_loop",
-                &loops,
-                "-i",
-                sample.to_str().unwrap(),
-                "-t",
-                &seconds.to_string(),
-                "-an",
-                "-c:v",
-                "libx264",
-                "-pix_fmt",
-                "yuv420p",
-            ],
-            &path,
-        );
-    }
-    path
 }
 
 /// What every section shares.
@@ -528,14 +498,27 @@ fn section_memory(b: &Bench, short: &Path, long: &Path) {
 
 /// One run of the Python reference: (seconds, frames kept, forward seconds).
 fn python_requests(b: &Bench, input: &S3Uri) -> Result<(f64, u64, f64), String> {
+    python_run(b, &b.model, input, INTERVAL, REQUESTS)
+}
+
+/// `requests` requests of `input` through the old pipeline's code with `model`, every
+/// `interval`th frame: (seconds, frames kept, forward seconds), timed by the script
+/// itself after its imports, model load and warm-up.
+fn python_run(
+    b: &Bench,
+    model: &Path,
+    input: &S3Uri,
+    interval: u32,
+    requests: usize,
+) -> Result<(f64, u64, f64), String> {
     let out = Command::new(venv_python())
         .arg(root().join("benches/reference/old_pipeline.py"))
         .arg("request")
-        .arg(&b.model)
+        .arg(model)
         .args(["--input", &input.to_string()])
         .args(["--output", &b.uri("out/python.json").to_string()])
-        .args(["--repeat", &REQUESTS.to_string()])
-        .args(["--interval", &INTERVAL.to_string()])
+        .args(["--repeat", &requests.to_string()])
+        .args(["--interval", &interval.to_string()])
         .args(["--size", "1024"])
         .args(["--threads", &b.cores.to_string()])
         .envs(b.moto.env())
@@ -638,6 +621,92 @@ fn section_throughput(b: &Bench, input: &S3Uri) {
             rate / py
         );
     }
+}
+
+/// Section 5d: one request at a time, the old pipeline's code against vidinfer's
+/// worker path, on the fixture model (the 10 s shapes video, every 5th frame) and, when
+/// it can be exported, a ResNet-50-FPN Mask R-CNN with random weights (the 1080p clip,
+/// every 30th frame: 10 frames of seconds each). Both stretch the kept frames to
+/// 1024x1024 and write the legacy array, with the same torch threads; each keeps its
+/// own batching (old: 24 frames a call, vidinfer: 4). The rounds alternate the
+/// pipelines; the fastest of each is reported.
+fn section_end_to_end(b: &Bench, shapes10: &S3Uri) {
+    println!();
+    println!(
+        "[5d] end to end, one request at a time: the old pipeline's code (cv2 decode, \
+         INTER_AREA to 1024x1024, batches of 24) vs vidinfer (FFmpeg, stretch to 1024x1024, \
+         batches of 4, legacy output); same video, same frames, {} torch threads; S3 on moto \
+         in and out; imports, model load and warm-up outside the timing on both sides",
+        b.cores
+    );
+    let hd1080 = x264_clip(&b.cache, 1920, 1080);
+    let mut cases = vec![(
+        "fixture model, shapes 320x240 10 s",
+        b.model.clone(),
+        shapes10.clone(),
+        INTERVAL,
+        3,
+    )];
+    match heavy_model(&b.cache) {
+        Some(heavy) => cases.push((
+            "R50-FPN (random weights), 1080p 10 s",
+            heavy,
+            b.upload(&hd1080, "in/1080p-10s.mp4"),
+            30,
+            2,
+        )),
+        None => println!("  (no ResNet-50-FPN row: the model could not be exported)"),
+    }
+    println!(
+        "{:<38} {:>6} {:>10} {:>12} {:>10} {:>12} {:>9}",
+        "model, video", "frames", "old s", "old fwd s", "vidinfer s", "vidinfer fwd", "speed-up"
+    );
+    for (name, model, input, interval, rounds) in cases {
+        let engine = Engine::new(load(&model, b.cores, 4));
+        let params = Params {
+            sampling: Sampling::EveryNth(interval),
+            resize: Resize::Stretch {
+                width: 1024,
+                height: 1024,
+            },
+            format: OutputFormat::Legacy,
+            ..Params::default()
+        };
+        let (mut old, mut ours): (Option<(f64, u64, f64)>, Option<Timed>) = (None, None);
+        for _ in 0..rounds {
+            match python_run(b, &model, &input, interval, 1) {
+                Ok(r) if old.is_none_or(|o| r.0 < o.0) => old = Some(r),
+                Ok(_) => {}
+                Err(e) => {
+                    println!("  old pipeline failed: {e}");
+                    break;
+                }
+            }
+            let output = b.uri("out/vidinfer-e2e.json");
+            let t = b.rt.block_on(request(b, &engine, &input, &output, &params));
+            if ours.as_ref().is_none_or(|o| t.wall_s < o.wall_s) {
+                ours = Some(t);
+            }
+        }
+        let ours = ours.expect("vidinfer ran");
+        let Some(old) = old else { continue };
+        if old.1 != ours.stats.frames_sampled {
+            println!(
+                "  frames differ: old {} vidinfer {}",
+                old.1, ours.stats.frames_sampled
+            );
+        }
+        println!(
+            "{name:<38} {:>6} {:>10.2} {:>12.2} {:>10.2} {:>12.2} {:>8.2}x",
+            ours.stats.frames_sampled,
+            old.0,
+            old.2,
+            ours.wall_s,
+            ours.stats.infer_s,
+            old.0 / ours.wall_s
+        );
+    }
+    println!("  speed-up = old seconds / vidinfer seconds for the same request (higher: vidinfer faster)");
 }
 
 /// The sample video's ground truth (scripts/make_sample_video.py): boxes and classes.
@@ -955,7 +1024,7 @@ fn machine() -> String {
 fn main() {
     // `cargo bench` passes --bench; nothing to parse.
     let sections = std::env::var("VIDINFER_BENCH_SECTIONS")
-        .unwrap_or_else(|_| "overhead,memory,throughput,knobs,modelsize".into());
+        .unwrap_or_else(|_| "overhead,memory,throughput,endtoend,knobs,modelsize".into());
     let wants = |s: &str| sections.split(',').any(|x| x.trim() == s);
     let model = std::env::var_os("VIDINFER_BENCH_MODEL")
         .map(PathBuf::from)
@@ -1017,6 +1086,9 @@ fn main() {
     }
     if wants("throughput") {
         section_throughput(&b, &shapes10_uri);
+    }
+    if wants("endtoend") {
+        section_end_to_end(&b, &shapes10_uri);
     }
     if wants("knobs") {
         section_knobs(&b);

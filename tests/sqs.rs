@@ -534,6 +534,16 @@ async fn wait_in_flight(sdk: &aws_config::SdkConfig, queue: &str) {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
+/// No segment object is left in `bucket`.
+async fn assert_no_parts(sdk: &aws_config::SdkConfig, bucket: &str) {
+    let left: Vec<String> = list_keys(sdk, bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(".parts/"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// Poll `done` every 100 ms until it holds or `timeout` passes.
 async fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = std::time::Instant::now();
@@ -617,12 +627,7 @@ async fn a_split_video_gives_the_single_run_document() {
     assert_eq!(sampled, 60.0, "each frame inferred once per request");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(depth(&sdk, &res.queue_url).await, (0, 0));
-    let left: Vec<String> = list_keys(&sdk, b)
-        .await
-        .into_iter()
-        .filter(|k| k.contains(".parts/"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_no_parts(&sdk, b).await;
     assert!(
         notifications(&sdk, &res.error_inbox, 1, Duration::from_secs(1))
             .await
@@ -681,12 +686,7 @@ async fn a_failing_segment_fails_the_request_once() {
     let settled = splitter.jobs(Outcome::Part) + metrics.jobs(Outcome::Part);
     assert_eq!(metrics.jobs(Outcome::Failed), 1);
     assert_eq!(settled, 5, "the other segments are parts or dropped");
-    let left: Vec<String> = list_keys(&sdk, b)
-        .await
-        .into_iter()
-        .filter(|k| k.contains(".parts/"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_no_parts(&sdk, b).await;
     assert!(
         notifications(&sdk, &res.success_inbox, 1, Duration::from_secs(1))
             .await

@@ -365,21 +365,27 @@ async fn a_killed_job_resumes_from_its_checkpoint() {
     assert!(log.contains("resuming from a checkpoint"), "{log}");
 
     // The uninterrupted run of the same parameters gives the same bytes.
-    let out = dir.path().join("whole.json");
+    let whole = whole_run(exe, dir.path(), 2);
+    assert!(
+        whole == resumed_doc,
+        "the resumed document differs from the uninterrupted one"
+    );
+}
+
+/// The document `vidinfer-worker run` gives for the whole sample video, every
+/// `interval`th frame: what a request must give however it was interrupted or split.
+fn whole_run(exe: &std::path::Path, dir: &std::path::Path, interval: u32) -> Vec<u8> {
+    let out = dir.join("whole.json");
     let status = Command::new(exe)
         .args(["run", "--model", common::fixture_model().to_str().unwrap()])
         .arg(common::sample_video())
-        .args(["--frame-interval", "2", "-o"])
+        .args(["--frame-interval", &interval.to_string(), "-o"])
         .arg(&out)
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());
-    let whole = std::fs::read(&out).unwrap();
-    assert!(
-        whole == resumed_doc,
-        "the resumed document differs from the uninterrupted one"
-    );
+    std::fs::read(&out).unwrap()
 }
 
 /// Keys under a split request's `.parts/` directory.
@@ -468,18 +474,8 @@ async fn a_worker_killed_mid_segment_loses_nothing() {
     let log = std::fs::read_to_string(dir.path().join("other.log")).unwrap();
     assert!(log.contains("parts assembled"), "{log}");
 
-    let out = dir.path().join("whole.json");
-    let status = Command::new(exe)
-        .args(["run", "--model", common::fixture_model().to_str().unwrap()])
-        .arg(common::sample_video())
-        .args(["--frame-interval", "2", "-o"])
-        .arg(&out)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
     assert!(
-        std::fs::read(&out).unwrap() == split,
+        whole_run(exe, dir.path(), 2) == split,
         "the split document differs from the uninterrupted one"
     );
 }
