@@ -695,3 +695,20 @@ async fn a_failing_segment_fails_the_request_once() {
     stop.cancel();
     task.await.unwrap();
 }
+
+/// The claim's primitive on the wire: of two conditional writes of one key, the first
+/// creates it and the second is told it exists (HTTP 412), leaving the first's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_write_creates_once() {
+    let (_moto, sdk, res) = with_sample_video(3).await;
+    let storage = vidinfer::storage::Storage::new(&sdk);
+    let uri: vidinfer::storage::S3Uri = format!("s3://{}/results/.parts/x/claim.json", res.bucket)
+        .parse()
+        .unwrap();
+    let first = storage.put_if_absent(&uri, b"first".to_vec(), "application/json");
+    assert!(first.await.unwrap(), "created");
+    let second = storage.put_if_absent(&uri, b"second".to_vec(), "application/json");
+    assert!(!second.await.unwrap(), "already there");
+    let stored = download(&sdk, &res.bucket, "results/.parts/x/claim.json").await;
+    assert_eq!(stored.as_deref(), Some(&b"first"[..]));
+}
