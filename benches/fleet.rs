@@ -17,6 +17,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::moto::*;
+use common::wait_until;
 use support::{cache_dir, release_binary, shapes};
 
 #[path = "../tests/common/mod.rs"]
@@ -112,14 +113,6 @@ fn job_lines(log: &Path) -> Vec<JobLine> {
         .collect()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn run(
     rt: &tokio::runtime::Runtime,
@@ -156,10 +149,16 @@ fn run(
         .map(|log| spawn_sqs_worker_logged(bin, &moto.env(), res, &args, log))
         .collect();
     // The clock starts once every worker has its model and polls the queue.
-    wait_for("the workers to start", Duration::from_secs(120), || {
-        logs.iter()
-            .all(|l| std::fs::read_to_string(l).is_ok_and(|t| t.contains("worker started")))
-    });
+    rt.block_on(wait_until(
+        "the workers to start",
+        Duration::from_secs(120),
+        || {
+            let started = logs
+                .iter()
+                .all(|l| std::fs::read_to_string(l).is_ok_and(|t| t.contains("worker started")));
+            async move { started }
+        },
+    ));
     let body = format!(
         r#"{{"inputLocation":"s3://{}/in/long.mp4","inferenceId":"{id}"}}"#,
         res.bucket
@@ -181,9 +180,11 @@ fn run(
         1,
         Duration::from_secs(3),
     ));
-    wait_for("the queue to empty", Duration::from_secs(60), || {
-        rt.block_on(depth(sdk, &res.queue_url)) == (0, 0)
-    });
+    rt.block_on(wait_until(
+        "the queue to empty",
+        Duration::from_secs(60),
+        || async { depth(sdk, &res.queue_url).await == (0, 0) },
+    ));
     for w in &mut workers {
         let _ = w.kill();
         let _ = w.wait();

@@ -544,18 +544,6 @@ async fn assert_no_parts(sdk: &aws_config::SdkConfig, bucket: &str) {
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// Poll `done` every 100 ms until it holds or `timeout` passes.
-async fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = std::time::Instant::now();
-    while !done() {
-        if start.elapsed() > timeout {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    true
-}
-
 /// One video across the fleet: a request split into 1-second segments, processed by
 /// three workers, gives byte for byte the document one worker gives for the whole
 /// video (tracks included), one notification, and leaves no part behind.
@@ -613,7 +601,11 @@ async fn a_split_video_gives_the_single_run_document() {
     let segments = vidinfer::sqs::segments::plan(Default::default(), duration_s.unwrap(), 1.0);
     assert_eq!(segments.len(), 6);
     assert!(
-        wait_until(Duration::from_secs(20), || all(Outcome::Part) == 5).await,
+        poll_until(Duration::from_secs(20), || {
+            let parts = all(Outcome::Part);
+            async move { parts == 5 }
+        })
+        .await,
         "{:?}",
         counts()
     );
@@ -653,8 +645,10 @@ async fn a_failing_segment_fails_the_request_once() {
     let body = format!(r#"{{"inputLocation":"s3://{b}/in/shapes.mp4","inferenceId":"poison"}}"#);
     send(&sdk, &res.queue_url, &body).await;
     assert!(
-        wait_until(Duration::from_secs(60), || splitter.jobs(Outcome::Split)
-            == 1)
+        poll_until(Duration::from_secs(60), || {
+            let split = splitter.jobs(Outcome::Split);
+            async move { split == 1 }
+        })
         .await
     );
     // At most the one segment it may have started is done by this worker.

@@ -828,12 +828,11 @@ fn playlists_and_scripts_cannot_reach_other_files() {
 fn time_ranges_keep_exactly_the_full_runs_frames_in_the_span() {
     use vidinfer::video::TimeRange;
     let dir = scratch();
-    let gop = |enc: &[&str]| args(enc);
     let mut cases = vec![
         (
             "h264-b.mp4",
             "libx264",
-            gop(&[
+            args(&[
                 "-c:v",
                 "libx264",
                 "-preset",
@@ -847,7 +846,7 @@ fn time_ranges_keep_exactly_the_full_runs_frames_in_the_span() {
         (
             "hevc.mp4",
             "libx265",
-            gop(&[
+            args(&[
                 "-c:v",
                 "libx265",
                 "-preset",
@@ -859,7 +858,7 @@ fn time_ranges_keep_exactly_the_full_runs_frames_in_the_span() {
         (
             "vp9.webm",
             "libvpx-vp9",
-            gop(&[
+            args(&[
                 "-c:v",
                 "libvpx-vp9",
                 "-b:v",
@@ -877,12 +876,12 @@ fn time_ranges_keep_exactly_the_full_runs_frames_in_the_span() {
         (
             "mpeg4.avi",
             "mpeg4",
-            gop(&["-c:v", "mpeg4", "-q:v", "3", "-bf", "2", "-g", "25"]),
+            args(&["-c:v", "mpeg4", "-q:v", "3", "-bf", "2", "-g", "25"]),
         ),
         (
             "raw.h264",
             "libx264",
-            gop(&[
+            args(&[
                 "-c:v",
                 "libx264",
                 "-preset",

@@ -479,22 +479,7 @@ impl SqsWorker {
         request: &Request,
         params: &Params,
     ) -> Result<Done, JobError> {
-        let t = Instant::now();
-        let Downloaded { file, bytes, etag } = self
-            .storage
-            .download(
-                &request.input,
-                &self.config.temp_dir,
-                self.config.max_input_bytes,
-            )
-            .await
-            .map_err(JobError::Input)?;
-        let download_s = t.elapsed().as_secs_f64();
-        self.metrics.stage("download", download_s);
-        let span = tracing::Span::current();
-        span.record("input_bytes", bytes);
-        span.record("download_s", download_s);
-        info!(bytes, input = %request.input, "downloaded");
+        let Downloaded { file, bytes, etag } = self.download(&request.input).await?;
         let fingerprint = Fingerprint {
             input: request.input.to_string(),
             etag,
@@ -544,14 +529,37 @@ impl SqsWorker {
         }
         let done = result.map_err(JobError::Pipeline)?;
         drop(file);
-        let s = &done.stats;
+        self.record_run(&done.stats);
+        Ok(Done::Document(done.document))
+    }
+
+    /// Download `input` into the temp dir, timed into the download stage and the job's
+    /// line.
+    async fn download(&self, input: &S3Uri) -> Result<Downloaded, JobError> {
+        let t = Instant::now();
+        let downloaded = self
+            .storage
+            .download(input, &self.config.temp_dir, self.config.max_input_bytes)
+            .await
+            .map_err(JobError::Input)?;
+        let download_s = t.elapsed().as_secs_f64();
+        self.metrics.stage("download", download_s);
+        let span = tracing::Span::current();
+        span.record("input_bytes", downloaded.bytes);
+        span.record("download_s", download_s);
+        info!(bytes = downloaded.bytes, input = %input, "downloaded");
+        Ok(downloaded)
+    }
+
+    /// An engine run's counts and timings, into the metrics and the job's line.
+    fn record_run(&self, s: &crate::pipeline::JobStats) {
+        let span = tracing::Span::current();
         span.record("frames_sampled", s.frames_sampled);
         span.record("frames_decoded", s.frames_decoded);
         span.record("detections", s.detections);
         span.record("decode_s", s.decode_s);
         span.record("infer_s", s.infer_s);
-        self.metrics.engine_job(&done.stats);
-        Ok(Done::Document(done.document))
+        self.metrics.engine_job(s);
     }
 }
 

@@ -24,7 +24,7 @@
 //! and a part stored after its request was settled is removed by its own worker.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::{Deserialize, Serialize};
@@ -559,11 +559,11 @@ impl SqsWorker {
             Ok(None) => {}
             Err(e) => return self.later(lease, &e).await,
         }
-        let stored = match self.segments.parts_present(id, count).await {
-            Ok(p) => p[seg.index],
+        let mut present = match self.segments.parts_present(id, count).await {
+            Ok(p) => p,
             Err(e) => return self.later(lease, &e).await,
         };
-        if stored {
+        if present[seg.index] {
             info!("part already stored (a redelivery): not computed again");
         } else {
             let range = manifest.segments[seg.index];
@@ -587,7 +587,7 @@ impl SqsWorker {
                 let e = JobError::Segment {
                     index: seg.index,
                     count,
-                    range: manifest.segments[seg.index],
+                    range,
                     source: Box::new(e),
                 };
                 if !matches!(e.disposition(), Disposition::Fail(_)) {
@@ -611,13 +611,14 @@ impl SqsWorker {
                     Err(se) => self.later(lease, &se).await,
                 };
             }
+            // Stored now: which parts are there after it.
+            present = match self.segments.parts_present(id, count).await {
+                Ok(p) => p,
+                Err(e) => return self.later(lease, &e).await,
+            };
         }
-        // Stored: the segment that finds every part stored claims the request.
-        let all = match self.segments.parts_present(id, count).await {
-            Ok(p) => p.iter().all(|&b| b),
-            Err(e) => return self.later(lease, &e).await,
-        };
-        if !all {
+        // The segment that finds every part stored claims the request.
+        if !present.iter().all(|&b| b) {
             if matches!(self.segments.manifest(id).await, Ok(None)) {
                 // The request was settled (failed by another segment) while this one
                 // ran: its part has no use.
@@ -649,30 +650,31 @@ impl SqsWorker {
         Outcome::Retried
     }
 
-    /// Compute one segment and store its part.
-    async fn compute_part(&self, m: &Manifest, index: usize) -> Result<(), JobError> {
-        let f = &m.fingerprint;
+    /// This worker's model fingerprint, which must be the one the request was split
+    /// under: a document is made by one model.
+    fn same_model(&self, m: &Manifest) -> Result<&String, JobError> {
         let model = &self.engine.model().info().fingerprint;
-        if *model != f.model {
+        if *model != m.fingerprint.model {
             return Err(JobError::Mismatch(format!(
                 "the request was split under model {} and this worker runs {model}: \
                  every segment of a request must run on one model",
-                f.model
+                m.fingerprint.model
             )));
         }
+        Ok(model)
+    }
+
+    /// Compute one segment and store its part.
+    async fn compute_part(&self, m: &Manifest, index: usize) -> Result<(), JobError> {
+        let f = &m.fingerprint;
+        let model = self.same_model(m)?;
         // The manifest is an input too: its location is checked like a request's.
         let input: S3Uri = f.input.parse().map_err(JobError::Input)?;
         self.config
             .allowed_inputs
             .check(&input)
             .map_err(JobError::BadRequest)?;
-        let t = Instant::now();
-        let Downloaded { file, bytes, etag } = self
-            .storage
-            .download(&input, &self.config.temp_dir, self.config.max_input_bytes)
-            .await
-            .map_err(JobError::Input)?;
-        self.metrics.stage("download", t.elapsed().as_secs_f64());
+        let Downloaded { file, bytes, etag } = self.download(&input).await?;
         if etag != f.etag || bytes != f.size {
             return Err(JobError::Mismatch(format!(
                 "the input object changed after the request was split (ETag {:?}, {} bytes; \
@@ -696,13 +698,7 @@ impl SqsWorker {
             .await
             .map_err(JobError::Pipeline)?;
         drop(file);
-        self.metrics.engine_job(&out.stats);
-        let span = tracing::Span::current();
-        span.record("input_bytes", bytes);
-        span.record("frames_sampled", out.stats.frames_sampled);
-        span.record("frames_decoded", out.stats.frames_decoded);
-        span.record("decode_s", out.stats.decode_s);
-        span.record("infer_s", out.stats.infer_s);
+        self.record_run(&out.stats);
         let part = Part {
             schema: PART_SCHEMA.into(),
             inference_id: m.inference_id.clone(),
@@ -752,13 +748,7 @@ impl SqsWorker {
 
     /// The request's document from its parts.
     async fn assemble(&self, m: &Manifest) -> Result<Vec<u8>, JobError> {
-        let model = &self.engine.model().info().fingerprint;
-        if *model != m.fingerprint.model {
-            return Err(JobError::Mismatch(format!(
-                "the request was split under model {} and this worker runs {model}",
-                m.fingerprint.model
-            )));
-        }
+        self.same_model(m)?;
         let parts = self
             .segments
             .parts(m)

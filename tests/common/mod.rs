@@ -16,6 +16,34 @@ use vidinfer::video::Frame;
 pub mod faults;
 pub mod moto;
 
+/// Poll `done` every 100 ms until it holds (`true`) or `timeout` passes (`false`).
+pub async fn poll_until<F, Fut>(timeout: std::time::Duration, mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !done().await {
+        if start.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    true
+}
+
+/// [`poll_until`], failing the test with `what` on the timeout.
+pub async fn wait_until<F, Fut>(what: &str, timeout: std::time::Duration, done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(
+        poll_until(timeout, done).await,
+        "timed out waiting for {what}"
+    );
+}
+
 /// Number of index bits drawn into each frame (frames 0..1023 are distinguishable).
 pub const CODE_BITS: u32 = 10;
 

@@ -8,6 +8,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::moto::*;
+use common::wait_until;
 
 fn spawn_worker(moto: &Moto, res: &Resources, extra: &[&str]) -> Child {
     let mut args = vec!["--concurrency", "1"];
@@ -18,18 +19,6 @@ fn spawn_worker(moto: &Moto, res: &Resources, extra: &[&str]) -> Child {
         res,
         &args,
     )
-}
-
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
